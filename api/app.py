@@ -1,0 +1,31 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from api import health, me
+from api.context import register_context
+from api.errors import register_error_handlers
+from api.json import OrjsonProvider
+from api.request_log import configure_logging, register_request_log
+from services.components import Components, build_components
+from services.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, *, components: Components | None = None) -> Flask:
+    """Build the app from settings (read from the environment when not given)."""
+    if components is None:
+        components = build_components(settings or load_settings())
+    settings = components.settings
+    configure_logging(settings.log_level)
+
+    app = Flask(__name__)
+    app.json = OrjsonProvider(app)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, TRELLIS_ENV=settings.app_env)
+    register_context(app, components)
+    register_request_log(app)
+    register_error_handlers(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(me.bp)
+    return app

@@ -1,0 +1,137 @@
+"""Every error leaves Trellis as RFC 9457 application/problem+json, built here and only here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, request
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+from services.errors import (
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    NotFound,
+    TrellisError,
+    Unavailable,
+    ValidationFailed,
+)
+
+log = logging.getLogger("trellis.errors")
+
+PROBLEM_MIMETYPE = "application/problem+json"
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+# Problem types Trellis defines itself; plain HTTP errors use "about:blank" (RFC 9457 §4.2.1).
+_TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
+    NotFound: (404, "/problems/not-found", "Not found"),
+    Forbidden: (403, "/problems/forbidden", "Forbidden"),
+    Conflict: (409, "/problems/conflict", "Conflict"),
+    ValidationFailed: (422, "/problems/validation-failed", "Request validation failed"),
+    Unavailable: (503, "/problems/unavailable", "Service temporarily unavailable"),
+    InvalidToken: (401, "/problems/invalid-token", "Unauthorized"),
+}
+
+
+class MissingToken(InvalidToken):
+    """No credentials at all: RFC 6750 says answer with a challenge but no error code."""
+
+    def __init__(self) -> None:
+        super().__init__("no bearer token")
+        self.detail = "Send a Cognito token as 'Authorization: Bearer <token>'."
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    type_: str = "about:blank",
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    """A problem+json response; `extensions` become extra members (e.g. `errors`)."""
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title or HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.path,
+    }
+    request_id = g.get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extensions)
+    response = Response(orjson.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+    response.headers.update(headers or {})
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type",)}
+    custom = exc.description != type(exc).description
+    detail = exc.description if custom else _HTTP_DETAILS.get(status, exc.description)
+    return problem(status, detail or "", headers=headers)
+
+
+_HTTP_DETAILS = {
+    400: "The request could not be understood; check its syntax.",
+    404: "There is no resource at this path. The API lives under /v1.",
+    405: "This path does not accept this method; the Allow header lists the ones it does.",
+    413: "The request body is larger than this service accepts.",
+    415: "Send the request body as JSON with 'Content-Type: application/json'.",
+}
+
+
+def _trellis_error(exc: TrellisError) -> Response:
+    status, type_, title = next(
+        (spec for cls, spec in _TYPES.items() if isinstance(exc, cls)),
+        (500, "about:blank", None),
+    )
+    headers: dict[str, str] = {}
+    extensions: dict[str, Any] = {}
+    if isinstance(exc, InvalidToken):
+        log.info("token rejected", extra={"reason": exc.reason})
+        challenge = 'Bearer realm="trellis"'
+        if not isinstance(exc, MissingToken):
+            challenge += ', error="invalid_token"'
+        headers["WWW-Authenticate"] = challenge
+    if isinstance(exc, Unavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+        log.warning("dependency unavailable", extra={"detail": exc.detail}, exc_info=exc.__cause__)
+    if isinstance(exc, ValidationFailed):
+        extensions["errors"] = [
+            {"field": e.field, "message": e.message, "code": e.code} for e in exc.errors
+        ]
+    return problem(status, exc.detail, type_=type_, title=title, headers=headers, **extensions)
+
+
+def _database_down(exc: Exception) -> Response:
+    log.error("database unavailable", exc_info=exc)
+    status, type_, title = _TYPES[Unavailable]
+    return problem(
+        status,
+        "The database is not reachable; retry shortly.",
+        type_=type_,
+        title=title,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error")
+    return problem(500, "Something went wrong on our side; the request id helps us find it.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(TrellisError, _trellis_error)
+    # Connection loss, pool exhaustion, statement timeouts: the client should retry.
+    for db_error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+        app.register_error_handler(db_error, _database_down)
+    app.register_error_handler(Exception, _unexpected)

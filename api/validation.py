@@ -1,0 +1,42 @@
+"""Parse a JSON request body into a pydantic schema, or raise the right client error."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+from services.errors import FieldError, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_json(schema: type[M]) -> M:
+    """400 for malformed JSON, 415 for another media type, 422 naming each invalid field."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType()
+    body = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as exc:
+        raise _to_client_error(exc) from None
+
+
+def _to_client_error(exc: ValidationError) -> Exception:
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(error["type"] == "json_invalid" for error in errors):
+        reason = errors[0]["ctx"].get("error", "") if errors[0].get("ctx") else ""
+        return BadRequest(f"The request body is not valid JSON: {reason}.")
+    fields = [
+        FieldError(
+            field=".".join(str(part) for part in error["loc"]) or "body",
+            message=error["msg"],
+            code=error["type"],
+        )
+        for error in errors
+    ]
+    names = ", ".join(dict.fromkeys(f.field for f in fields))
+    return ValidationFailed(f"Fix these fields and send again: {names}.", fields)

@@ -1,0 +1,1 @@
+"""Trellis business logic: one module per capability. No Flask in here."""

@@ -1,0 +1,139 @@
+"""Settings read once from environment variables and validated at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEVELOPMENT_DATABASE_URL = "sqlite:///instance/trellis-dev.db"
+TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+_POOL_ID = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$")
+
+
+class SettingsError(RuntimeError):
+    """Raised when an environment variable is missing or malformed; the message names each one."""
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseModel):
+    """Every setting Trellis reads. Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    app_env: Literal["development", "test", "production"] = Field("production", alias="APP_ENV")
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    aws_region: str = Field("us-east-1", alias="AWS_REGION", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    cognito_user_pool_id: str = Field(alias="COGNITO_USER_POOL_ID")
+    cognito_app_client_ids: Annotated[tuple[str, ...], Field(min_length=1)] = Field(
+        alias="COGNITO_APP_CLIENT_IDS"
+    )
+    cognito_issuer: str | None = Field(None, alias="COGNITO_ISSUER")
+    cognito_jwks_url: str | None = Field(None, alias="COGNITO_JWKS_URL")
+    cognito_token_use: Literal["access", "id", "any"] = Field("any", alias="COGNITO_TOKEN_USE")
+    token_leeway_seconds: int = Field(60, ge=0, le=300, alias="TOKEN_LEEWAY_SECONDS")
+    jwks_timeout_seconds: float = Field(3.0, gt=0, le=30, alias="JWKS_TIMEOUT_SECONDS")
+    max_body_bytes: int = Field(1_048_576, ge=1024, alias="MAX_BODY_BYTES")
+    db_pool_size: int = Field(5, ge=1, le=100, alias="DB_POOL_SIZE")
+    db_max_overflow: int = Field(5, ge=0, le=100, alias="DB_MAX_OVERFLOW")
+    db_pool_timeout_seconds: float = Field(5.0, gt=0, le=60, alias="DB_POOL_TIMEOUT_SECONDS")
+    db_connect_timeout_seconds: int = Field(3, ge=1, le=60, alias="DB_CONNECT_TIMEOUT_SECONDS")
+    db_statement_timeout_ms: int = Field(10_000, ge=0, alias="DB_STATEMENT_TIMEOUT_MS")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+
+    _split_client_ids = field_validator("cognito_app_client_ids", mode="before")(_split_csv)
+
+    @field_validator("cognito_user_pool_id")
+    @classmethod
+    def _pool_id_shape(cls, value: str) -> str:
+        if not _POOL_ID.match(value):
+            raise ValueError("must look like <region>_<id>, e.g. us-east-1_AbCdEf123")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_and_check(self) -> Settings:
+        default_issuer = (
+            f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.cognito_user_pool_id}"
+        )
+        issuer = self.cognito_issuer or default_issuer
+        jwks_url = self.cognito_jwks_url or f"{issuer}/.well-known/jwks.json"
+        database_url = self.database_url or _default_database_url(self.app_env)
+        if self.app_env == "production":
+            # A JWKS from anywhere but the pool's own issuer would let whoever serves it mint
+            # tokens (moto signs every pool with one key that ships inside the package).
+            if issuer != default_issuer:
+                raise ValueError(f"COGNITO_ISSUER must be {default_issuer} in production")
+            if jwks_url != f"{default_issuer}/.well-known/jwks.json":
+                raise ValueError("COGNITO_JWKS_URL must be the pool's own JWKS in production")
+            if database_url is None:
+                raise ValueError("DATABASE_URL is required in production")
+        object.__setattr__(self, "cognito_issuer", issuer)
+        object.__setattr__(self, "cognito_jwks_url", jwks_url)
+        if database_url is not None:
+            database_url = normalize_database_url(database_url)
+            if not database_url.startswith(("postgresql+psycopg2://", "sqlite://")):
+                raise ValueError("DATABASE_URL must be a postgresql:// or sqlite:// URL")
+        object.__setattr__(self, "database_url", database_url)
+        return self
+
+    @property
+    def issuer(self) -> str:
+        """The issuer every token must carry (always set after validation)."""
+        assert self.cognito_issuer is not None
+        return self.cognito_issuer
+
+    @property
+    def jwks_url(self) -> str:
+        assert self.cognito_jwks_url is not None
+        return self.cognito_jwks_url
+
+    @property
+    def db_url(self) -> str:
+        assert self.database_url is not None
+        return self.database_url
+
+
+def normalize_database_url(url: str) -> str:
+    """Pin PostgreSQL URLs to psycopg2 (SQLAlchemy 2.1 would pick psycopg 3 for `postgresql://`)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url.removeprefix(prefix)
+    return url
+
+
+def _default_database_url(app_env: str) -> str | None:
+    return {"development": DEVELOPMENT_DATABASE_URL, "test": TEST_DATABASE_URL}.get(app_env)
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The database URL alone, for tools (alembic) that need no Cognito settings."""
+    environ = os.environ if environ is None else environ
+    url = environ.get("DATABASE_URL") or _default_database_url(environ.get("APP_ENV", "production"))
+    if not url:
+        raise SettingsError("DATABASE_URL: required in production")
+    return normalize_database_url(url)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment, or raise SettingsError naming every bad variable."""
+    environ = os.environ if environ is None else environ
+    names = {field.alias for field in Settings.model_fields.values() if field.alias}
+    raw = {name: environ[name] for name in names if environ.get(name, "") != ""}
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
