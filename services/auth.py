@@ -163,7 +163,7 @@ class TokenVerifier:
         if claims.get("iss") != self._issuer:
             raise InvalidToken("issuer mismatch")
         token_use = claims.get("token_use")
-        if token_use not in self._token_uses:
+        if not isinstance(token_use, str) or token_use not in self._token_uses:
             raise InvalidToken(f"token_use {str(token_use)[:16]!r} not accepted")
         client = claims.get("aud") if token_use == "id" else claims.get("client_id")
         if not isinstance(client, str) or client not in self._client_ids:
