@@ -53,9 +53,9 @@ def sync_user(session: Session, *, identity: Identity) -> UserView:
     if user is None:
         _insert_if_absent(session, identity, roles)
         user = session.scalars(
-            select(User).where(User.cognito_sub == identity.sub).execution_options(
-                populate_existing=True
-            )
+            select(User)
+            .where(User.cognito_sub == identity.sub)
+            .execution_options(populate_existing=True)
         ).one()
     email = identity.email if identity.email is not None else user.email
     if user.roles != roles or user.email != email:
@@ -70,14 +70,18 @@ def _insert_if_absent(session: Session, identity: Identity, roles: list[str]) ->
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = utcnow()
-    statement = insert(User).values(
-        id=uuid.uuid4(),
-        cognito_sub=identity.sub,
-        email=identity.email,
-        roles=roles,
-        created_at=now,
-        updated_at=now,
-    ).on_conflict_do_nothing(index_elements=[User.cognito_sub])
+    statement = (
+        insert(User)
+        .values(
+            id=uuid.uuid4(),
+            cognito_sub=identity.sub,
+            email=identity.email,
+            roles=roles,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[User.cognito_sub])
+    )
     with transaction(session):
         session.execute(statement)
 

@@ -28,6 +28,7 @@ def forged_tokens(key: SigningKey) -> dict[str, str]:
     body = b64url(json.dumps(good).encode())
     hs_sig = b64url(hmac.new(pem, f"{hs_head}.{body}".encode(), hashlib.sha256).digest())
     header, _, signature = encode(HEADER, good, key).split(".")
+    escalated = b64url(json.dumps({**good, "cognito:groups": ["admins"]}).encode())
     no_exp = dict(good)
     del no_exp["exp"]
     nested = '{"alg":"RS256","kid":"' + KID + '","x":' + "[" * 2000 + "]" * 2000 + "}"
@@ -37,11 +38,15 @@ def forged_tokens(key: SigningKey) -> dict[str, str]:
         "unknown kid": encode({"kid": "nope", "alg": "RS256"}, good, key),
         "expired": encode(HEADER, claims_for(now=now - 7200), key),
         "future iat": encode(HEADER, claims_for(now=now + 3600), key),
-        "wrong issuer": encode(HEADER, {**good, "iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Other"}, key),
+        "wrong issuer": encode(
+            HEADER,
+            {**good, "iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Other"},
+            key,
+        ),
         "wrong client": encode(HEADER, {**good, "client_id": "someone-else"}, key),
         "token_use mismatch": encode(HEADER, {**good, "token_use": "refresh"}, key),
         "missing exp": encode(HEADER, no_exp, key),
-        "tampered payload": f"{header}.{b64url(json.dumps({**good, 'cognito:groups': ['admins']}).encode())}.{signature}",
+        "tampered payload": f"{header}.{escalated}.{signature}",
         "other key": encode(HEADER, good, SigningKey(kid=KID)),
         "two segments": f"{header}.{body}",
         "garbage": "not-a-jwt",
@@ -54,7 +59,9 @@ CASES = list(forged_tokens(SigningKey()).keys())
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_forged_token_is_401_problem_json(client: FlaskClient, signing_key: SigningKey, case: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_forged_token_is_401_problem_json(
+    client: FlaskClient, signing_key: SigningKey, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
     token = forged_tokens(signing_key)[case]
     with caplog.at_level(logging.INFO):
         response = client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
@@ -91,7 +98,9 @@ def test_token_in_query_string_is_ignored(client: FlaskClient, tokens: Tokens) -
     assert client.get(f"/v1/me?access_token={tokens.token()}").status_code == 401
 
 
-def test_no_signing_keys_is_503_with_retry_after(client: FlaskClient, jwks: FakeJwksFetcher, tokens: Tokens) -> None:
+def test_no_signing_keys_is_503_with_retry_after(
+    client: FlaskClient, jwks: FakeJwksFetcher, tokens: Tokens
+) -> None:
     jwks.down = True
     response = client.get("/v1/me", headers=tokens.header())
     assert response.status_code == 503
@@ -99,7 +108,9 @@ def test_no_signing_keys_is_503_with_retry_after(client: FlaskClient, jwks: Fake
     assert response.content_type == "application/problem+json"
 
 
-def test_jwks_outage_after_warm_up_keeps_serving(client: FlaskClient, jwks: FakeJwksFetcher, tokens: Tokens) -> None:
+def test_jwks_outage_after_warm_up_keeps_serving(
+    client: FlaskClient, jwks: FakeJwksFetcher, tokens: Tokens
+) -> None:
     assert client.get("/v1/me", headers=tokens.header()).status_code == 200
     jwks.down = True
     assert client.get("/v1/me", headers=tokens.header("someone-else")).status_code == 200

@@ -24,7 +24,9 @@ def committed(engine: Engine) -> Iterator[sessionmaker]:
 
 
 def test_racing_first_sign_ins_make_one_row(committed: sessionmaker) -> None:
-    identity = Identity(sub="race-1", roles=frozenset({"consumer"}), email=None, token_use="access", expires_at=0)
+    identity = Identity(
+        sub="race-1", roles=frozenset({"consumer"}), email=None, token_use="access", expires_at=0
+    )
     barrier = threading.Barrier(8)
     results: list[UserView] = []
     errors: list[BaseException] = []
@@ -45,4 +47,9 @@ def test_racing_first_sign_ins_make_one_row(committed: sessionmaker) -> None:
     assert errors == []
     assert len({view.id for view in results}) == 1
     with committed() as session:
-        assert session.scalar(select(func.count()).select_from(User).where(User.cognito_sub == "race-1")) == 1
+        assert (
+            session.scalar(
+                select(func.count()).select_from(User).where(User.cognito_sub == "race-1")
+            )
+            == 1
+        )

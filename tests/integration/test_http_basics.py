@@ -30,7 +30,11 @@ def assert_problem(response, status: int) -> dict:  # type: ignore[no-untyped-de
 
 
 def test_healthz_needs_no_database_and_no_token(signing_key: SigningKey) -> None:
-    app = create_app(components=build_components(make_settings(DOWN_DB), jwks_fetcher=FakeJwksFetcher(signing_key)))
+    app = create_app(
+        components=build_components(
+            make_settings(DOWN_DB), jwks_fetcher=FakeJwksFetcher(signing_key)
+        )
+    )
     response = app.test_client().get("/healthz")
     assert response.status_code == 200 and response.get_json() == {"status": "ok"}
 
@@ -43,7 +47,9 @@ def test_readyz_checks_the_database(client: FlaskClient) -> None:
 @pytest.fixture
 def app_without_db(signing_key: SigningKey) -> Flask:
     settings = make_settings(DOWN_DB, DB_CONNECT_TIMEOUT_SECONDS="1")
-    return create_app(components=build_components(settings, jwks_fetcher=FakeJwksFetcher(signing_key)))
+    return create_app(
+        components=build_components(settings, jwks_fetcher=FakeJwksFetcher(signing_key))
+    )
 
 
 def test_readyz_is_503_when_the_database_is_down(app_without_db: Flask) -> None:
@@ -71,10 +77,15 @@ def test_wrong_method_is_405_with_allow(client: FlaskClient) -> None:
 
 def test_body_over_the_limit_is_413(client: FlaskClient, tokens: Tokens) -> None:
     big = json.dumps({"display_name": "x" * 2_000_000})
-    assert_problem(client.patch("/v1/me", data=big, content_type="application/json", headers=tokens.header()), 413)
+    assert_problem(
+        client.patch("/v1/me", data=big, content_type="application/json", headers=tokens.header()),
+        413,
+    )
 
 
-def test_unhandled_error_is_500_without_internals(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+def test_unhandled_error_is_500_without_internals(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
     @app.get("/boom")
     def boom() -> str:
         raise RuntimeError("secret internals: SELECT * FROM users")
@@ -88,18 +99,32 @@ def test_unhandled_error_is_500_without_internals(app: Flask, caplog: pytest.Log
 
 
 def test_request_id_is_taken_echoed_or_generated(client: FlaskClient) -> None:
-    assert client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"] == "abc-123"
+    assert (
+        client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"]
+        == "abc-123"
+    )
     trace = "Root=1-67891233-abcdef012345678912345678"
-    assert client.get("/healthz", headers={"X-Amzn-Trace-Id": trace}).headers["X-Request-Id"] == trace
-    generated = client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"}).headers["X-Request-Id"]
+    assert (
+        client.get("/healthz", headers={"X-Amzn-Trace-Id": trace}).headers["X-Request-Id"] == trace
+    )
+    generated = client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"}).headers[
+        "X-Request-Id"
+    ]
     assert len(generated) == 32 and " " not in generated
-    assert client.get("/healthz").headers["X-Request-Id"] != client.get("/healthz").headers["X-Request-Id"]
+    assert (
+        client.get("/healthz").headers["X-Request-Id"]
+        != client.get("/healthz").headers["X-Request-Id"]
+    )
 
 
-def test_one_json_access_line_per_request(client: FlaskClient, tokens: Tokens, caplog: pytest.LogCaptureFixture) -> None:
+def test_one_json_access_line_per_request(
+    client: FlaskClient, tokens: Tokens, caplog: pytest.LogCaptureFixture
+) -> None:
     token = tokens.token("sub-log")
     with caplog.at_level(logging.INFO, logger="trellis.access"):
-        response = client.get("/v1/me", headers={"Authorization": f"Bearer {token}", "X-Request-Id": "r-1"})
+        response = client.get(
+            "/v1/me", headers={"Authorization": f"Bearer {token}", "X-Request-Id": "r-1"}
+        )
     records = [r for r in caplog.records if r.name == "trellis.access"]
     assert len(records) == 1
     line = json.loads(OrjsonFormatter("{message}", style="{").format(records[0]))

@@ -48,7 +48,9 @@ def serve(path: str, status: int, body: bytes, delay: float = 0.0) -> None:
 
 def test_fetches_the_keys_array(server: str) -> None:
     serve("/ok", 200, b'{"keys": [{"kid": "a", "kty": "RSA"}, "junk"]}')
-    assert HttpJwksFetcher(f"{server}/ok", timeout_seconds=2).fetch() == [{"kid": "a", "kty": "RSA"}]
+    assert HttpJwksFetcher(f"{server}/ok", timeout_seconds=2).fetch() == [
+        {"kid": "a", "kty": "RSA"}
+    ]
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ def user_row(session: Session, sub: str) -> User | None:
     return session.scalar(select(User).where(User.cognito_sub == sub))
 
 
-def test_first_call_creates_the_user_row(client: FlaskClient, tokens: Tokens, session: Session) -> None:
+def test_first_call_creates_the_user_row(
+    client: FlaskClient, tokens: Tokens, session: Session
+) -> None:
     assert user_row(session, "sub-new") is None
     response = client.get("/v1/me", headers=tokens.header("sub-new", groups=["consumers"]))
     assert response.status_code == 200
@@ -32,14 +34,24 @@ def test_first_call_creates_the_user_row(client: FlaskClient, tokens: Tokens, se
 def test_repeat_calls_reuse_the_row(client: FlaskClient, tokens: Tokens, session: Session) -> None:
     ids = {client.get("/v1/me", headers=tokens.header("sub-2")).get_json()["id"] for _ in range(3)}
     assert len(ids) == 1
-    count = session.scalar(select(func.count()).select_from(User).where(User.cognito_sub == "sub-2"))
+    count = session.scalar(
+        select(func.count()).select_from(User).where(User.cognito_sub == "sub-2")
+    )
     assert count == 1
 
 
-def test_roles_and_email_follow_the_token(client: FlaskClient, tokens: Tokens, session: Session) -> None:
-    client.get("/v1/me", headers=tokens.header("sub-3", token_use="id", email="a@x.io", groups=["consumers"]))
+def test_roles_and_email_follow_the_token(
+    client: FlaskClient, tokens: Tokens, session: Session
+) -> None:
+    client.get(
+        "/v1/me",
+        headers=tokens.header("sub-3", token_use="id", email="a@x.io", groups=["consumers"]),
+    )
     response = client.get(
-        "/v1/me", headers=tokens.header("sub-3", token_use="id", email="b@x.io", groups=["providers", "consumers"])
+        "/v1/me",
+        headers=tokens.header(
+            "sub-3", token_use="id", email="b@x.io", groups=["providers", "consumers"]
+        ),
     )
     assert response.get_json()["roles"] == ["consumer", "provider"]
     row = user_row(session, "sub-3")
@@ -50,9 +62,13 @@ def test_roles_and_email_follow_the_token(client: FlaskClient, tokens: Tokens, s
     assert row is not None and (row.email, row.roles) == ("b@x.io", [])
 
 
-def test_patch_updates_and_clears_fields(client: FlaskClient, tokens: Tokens, session: Session) -> None:
+def test_patch_updates_and_clears_fields(
+    client: FlaskClient, tokens: Tokens, session: Session
+) -> None:
     headers = tokens.header("sub-4")
-    response = client.patch("/v1/me", json={"display_name": "  Ada L.  ", "phone": "+14155550123"}, headers=headers)
+    response = client.patch(
+        "/v1/me", json={"display_name": "  Ada L.  ", "phone": "+14155550123"}, headers=headers
+    )
     assert response.status_code == 200
     assert response.get_json()["display_name"] == "Ada L."
     row = user_row(session, "sub-4")
@@ -96,19 +112,28 @@ def test_patch_rejects_invalid_fields_with_422(
 
 def test_patch_with_malformed_json_is_400(client: FlaskClient, tokens: Tokens) -> None:
     for raw in ('{"display_name": ', "{bad}", "", "\xff"):
-        response = client.patch("/v1/me", data=raw, content_type="application/json", headers=tokens.header())
+        response = client.patch(
+            "/v1/me", data=raw, content_type="application/json", headers=tokens.header()
+        )
         assert response.status_code == 400, raw
         assert response.content_type == "application/problem+json"
         assert "not valid JSON" in response.get_json()["detail"]
 
 
 def test_patch_with_another_media_type_is_415(client: FlaskClient, tokens: Tokens) -> None:
-    response = client.patch("/v1/me", data="display_name=x", content_type="application/x-www-form-urlencoded", headers=tokens.header())
+    response = client.patch(
+        "/v1/me",
+        data="display_name=x",
+        content_type="application/x-www-form-urlencoded",
+        headers=tokens.header(),
+    )
     assert response.status_code == 415
     assert response.content_type == "application/problem+json"
 
 
-def test_patch_without_a_token_is_401_and_writes_nothing(client: FlaskClient, session: Session) -> None:
+def test_patch_without_a_token_is_401_and_writes_nothing(
+    client: FlaskClient, session: Session
+) -> None:
     before = session.scalar(select(func.count()).select_from(User))
     assert client.patch("/v1/me", json={"display_name": "x"}).status_code == 401
     assert session.scalar(select(func.count()).select_from(User)) == before

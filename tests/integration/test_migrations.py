@@ -16,7 +16,12 @@ from tests.support.database import ROOT, fresh_database
 def alembic(database_url: str, *args: str) -> str:
     env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test"}
     result = subprocess.run(
-        [sys.executable, "-m", "alembic", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "alembic", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout + result.stderr

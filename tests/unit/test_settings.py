@@ -12,7 +12,9 @@ AWS_ISSUER = f"https://cognito-idp.eu-west-1.amazonaws.com/{POOL}"
 
 
 def test_defaults_in_production() -> None:
-    settings = load_settings({**BASE, "AWS_REGION": "eu-west-1", "DATABASE_URL": "postgresql://db/x"})
+    settings = load_settings(
+        {**BASE, "AWS_REGION": "eu-west-1", "DATABASE_URL": "postgresql://db/x"}
+    )
     assert settings.app_env == "production"
     assert settings.issuer == AWS_ISSUER
     assert settings.jwks_url == f"{AWS_ISSUER}/.well-known/jwks.json"
@@ -29,7 +31,11 @@ def test_client_ids_are_comma_separated() -> None:
 
 def test_development_defaults_to_sqlite_and_accepts_an_emulator_jwks() -> None:
     settings = load_settings(
-        {**BASE, "APP_ENV": "development", "COGNITO_JWKS_URL": f"http://127.0.0.1:5000/{POOL}/.well-known/jwks.json"}
+        {
+            **BASE,
+            "APP_ENV": "development",
+            "COGNITO_JWKS_URL": f"http://127.0.0.1:5000/{POOL}/.well-known/jwks.json",
+        }
     )
     assert settings.db_url.startswith("sqlite:///")
     assert settings.jwks_url.startswith("http://127.0.0.1:5000/")
@@ -38,7 +44,9 @@ def test_development_defaults_to_sqlite_and_accepts_an_emulator_jwks() -> None:
 
 def test_missing_and_malformed_variables_are_all_named() -> None:
     with pytest.raises(SettingsError) as caught:
-        load_settings({"APP_ENV": "staging", "MAX_BODY_BYTES": "lots", "COGNITO_USER_POOL_ID": "nope"})
+        load_settings(
+            {"APP_ENV": "staging", "MAX_BODY_BYTES": "lots", "COGNITO_USER_POOL_ID": "nope"}
+        )
     message = str(caught.value)
     for name in ("APP_ENV", "MAX_BODY_BYTES", "COGNITO_USER_POOL_ID", "COGNITO_APP_CLIENT_IDS"):
         assert name in message

@@ -78,7 +78,8 @@ def test_token_without_groups_has_no_roles(key: SigningKey) -> None:
 
 
 def test_alg_none_is_rejected(key: SigningKey) -> None:
-    unsigned = f"{b64url(json.dumps({'alg': 'none', 'kid': KID}).encode())}.{b64url(json.dumps(claims()).encode())}."
+    header = b64url(json.dumps({"alg": "none", "kid": KID}).encode())
+    unsigned = f"{header}.{b64url(json.dumps(claims()).encode())}."
     assert "segments" in rejects(verifier_for(key), unsigned)
     with_junk_signature = unsigned + "AAAA"
     assert "alg" in rejects(verifier_for(key), with_junk_signature)
@@ -127,7 +128,9 @@ def test_expired_token_is_rejected(key: SigningKey) -> None:
 def test_iat_in_the_future_is_rejected_beyond_the_leeway(key: SigningKey) -> None:
     assert rejects(verifier_for(key), token_for(key, now=NOW + 61)) == "issued in the future"
     assert verifier_for(key).verify(token_for(key, now=NOW + 59)).sub == "user-sub-1"
-    assert rejects(verifier_for(key, leeway=0), token_for(key, now=NOW + 1)) == "issued in the future"
+    assert (
+        rejects(verifier_for(key, leeway=0), token_for(key, now=NOW + 1)) == "issued in the future"
+    )
 
 
 def test_nbf_in_the_future_is_rejected(key: SigningKey) -> None:
@@ -137,7 +140,9 @@ def test_nbf_in_the_future_is_rejected(key: SigningKey) -> None:
 
 def test_wrong_issuer_is_rejected(key: SigningKey) -> None:
     other_pool = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_OtherPool"
-    assert rejects(verifier_for(key), encode(HEADER, claims(iss=other_pool), key)) == "issuer mismatch"
+    assert (
+        rejects(verifier_for(key), encode(HEADER, claims(iss=other_pool), key)) == "issuer mismatch"
+    )
     no_issuer = claims()
     del no_issuer["iss"]
     assert rejects(verifier_for(key), encode(HEADER, no_issuer, key)) == "issuer mismatch"
@@ -145,7 +150,10 @@ def test_wrong_issuer_is_rejected(key: SigningKey) -> None:
 
 def test_wrong_client_is_rejected(key: SigningKey) -> None:
     verifier = verifier_for(key)
-    assert rejects(verifier, encode(HEADER, claims(client_id="stranger"), key)) == "client not accepted"
+    assert (
+        rejects(verifier, encode(HEADER, claims(client_id="stranger"), key))
+        == "client not accepted"
+    )
     id_claims = claims(token_use="id", aud="stranger")
     assert rejects(verifier, encode(HEADER, id_claims, key)) == "client not accepted"
     # aud does not stand in for client_id on an access token, nor client_id for aud.
@@ -229,7 +237,10 @@ def test_payload_that_is_not_a_json_object_is_rejected(key: SigningKey) -> None:
 
 def test_undecodable_signature_segment_is_rejected(key: SigningKey) -> None:
     header, payload, _ = token_for(key, now=NOW).split(".")
-    assert rejects(verifier_for(key), f"{header}.{payload}.A") in {"bad signature", "signature is not base64url"}
+    assert rejects(verifier_for(key), f"{header}.{payload}.A") in {
+        "bad signature",
+        "signature is not base64url",
+    }
 
 
 def test_oversize_token_is_rejected_before_parsing(key: SigningKey) -> None:
