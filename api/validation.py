@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from services.errors import FieldError, ValidationFailed
 
@@ -18,11 +18,21 @@ def parse_json(schema: type[M]) -> M:
     mimetype = request.mimetype
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType()
-    body = request.get_data(cache=False)  # 413 past MAX_CONTENT_LENGTH
+    body = _read_body()
     try:
         return schema.model_validate_json(body)
     except ValidationError as exc:
         raise _to_client_error(exc) from None
+
+
+def _read_body() -> bytes:
+    body = request.get_data(cache=False)  # 413 when Content-Length is over the limit
+    limit = request.max_content_length
+    # A chunked body (no Content-Length) is cut at the limit silently by Werkzeug: reaching
+    # the limit means the client sent at least that much.
+    if request.content_length is None and limit is not None and len(body) >= limit:
+        raise RequestEntityTooLarge()
+    return body
 
 
 def _to_client_error(exc: ValidationError) -> Exception:

@@ -19,8 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def server_url() -> URL:
-    """TEST_DATABASE_URL (default: the local PostgreSQL `test` database)."""
-    return make_url(normalize_database_url(os.environ.get("TEST_DATABASE_URL", TEST_DATABASE_URL)))
+    """TEST_DATABASE_URL (default: the local PostgreSQL `test` database); never SQLite."""
+    url = make_url(normalize_database_url(os.environ.get("TEST_DATABASE_URL", TEST_DATABASE_URL)))
+    if url.get_backend_name() != "postgresql":
+        raise RuntimeError(
+            "TEST_DATABASE_URL must be a PostgreSQL URL: the suite tests on PostgreSQL"
+        )
+    return url
 
 
 def alembic_config() -> Config:

@@ -1,0 +1,33 @@
+# Two commands matter: `make run` (local, no AWS, no Docker) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+AS     ?= consumer
+KIND   ?= access
+
+.PHONY: run test lint token clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Trellis needs Python 3.11 or newer (found $$($(PYTHON) --version))."; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || \
+		{ echo "python3 -m venv failed: on Debian/Ubuntu run 'apt-get install python3-venv'."; exit 1; }
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+run: $(STAMP)
+	$(PY) -m devstack.run
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+token: $(STAMP)
+	@$(PY) -m devstack.token $(AS) --kind $(KIND)
+
+clean:
+	rm -rf $(VENV) .local instance .pytest_cache .ruff_cache

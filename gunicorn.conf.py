@@ -1,0 +1,35 @@
+"""gunicorn settings, each overridable from the environment. Defaults suit a 2-vCPU instance.
+
+gthread with 2 workers x 4 threads measured best on 2 cores (more processes than cores
+always lost; gevent gained nothing and had a 300-500 ms p99): see DESIGN.md.
+"""
+
+import os
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+worker_class = "gthread"
+workers = _int("WEB_CONCURRENCY", 2)
+threads = _int("GUNICORN_THREADS", 4)
+timeout = _int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+# Longer than nginx's upstream keep-alive so gunicorn never closes a connection nginx reuses.
+keepalive = _int("GUNICORN_KEEPALIVE", 75)
+max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 0)
+# Trellis writes its own JSON access line per request; gunicorn's would duplicate it.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Headers from nginx on the same host only.
+forwarded_allow_ips = "127.0.0.1"
+# No control socket: nothing here uses gunicornc, and several instances on one host would collide.
+control_socket_disable = True
