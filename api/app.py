@@ -8,6 +8,7 @@ from api import health, me
 from api.context import register_context
 from api.errors import register_error_handlers
 from api.json import OrjsonProvider
+from api.openapi import register_docs
 from api.request_log import configure_logging, register_request_log
 from services.components import Components, build_components
 from services.settings import Settings, load_settings
@@ -28,4 +29,5 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     register_error_handlers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(me.bp)
+    register_docs(app)
     return app

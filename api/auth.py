@@ -1,10 +1,6 @@
-"""Bearer authentication and role checks for routes."""
+"""Bearer authentication and role checks."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from functools import wraps
-from typing import ParamSpec, TypeVar
 
 from flask import g, request
 
@@ -12,9 +8,6 @@ from api.context import components, db_session
 from api.errors import MissingToken
 from services.errors import Forbidden, InvalidToken
 from services.users import UserView, sync_user
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def _bearer_token() -> str:
@@ -27,23 +20,15 @@ def _bearer_token() -> str:
     return token.strip()
 
 
+def authenticate(roles: tuple[str, ...] = ()) -> UserView:
+    """Verify the bearer token (401), sync the user row, require one of `roles` (403)."""
+    identity = components().verifier.verify(_bearer_token())
+    user = g.user = sync_user(db_session(), identity=identity)
+    if roles and not set(user.roles).intersection(roles):
+        raise Forbidden(f"This needs one of the roles: {', '.join(sorted(roles))}.")
+    return user
+
+
 def current_user() -> UserView:
-    """The signed-in caller; only valid inside a route guarded by @authenticated."""
+    """The signed-in caller; set by authenticate()."""
     return g.user
-
-
-def authenticated(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Require a valid Cognito token (401 otherwise) and, if given, one of `roles` (403)."""
-
-    def decorate(view: Callable[P, R]) -> Callable[P, R]:
-        @wraps(view)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            identity = components().verifier.verify(_bearer_token())
-            g.user = sync_user(db_session(), identity=identity)
-            if roles and not identity.roles.intersection(roles):
-                raise Forbidden(f"This needs one of the roles: {', '.join(sorted(roles))}.")
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorate

@@ -11,6 +11,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from services.idempotency import KeyInProgress, KeyReused
 from services.errors import (
     Conflict,
     Forbidden,
@@ -27,7 +28,10 @@ PROBLEM_MIMETYPE = "application/problem+json"
 DATABASE_RETRY_AFTER_SECONDS = 5
 
 # Problem types Trellis defines itself; plain HTTP errors use "about:blank" (RFC 9457 §4.2.1).
+# Subclasses come before their bases: the first match wins.
 _TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
+    KeyInProgress: (409, "/problems/idempotency-key-in-use", "Request still in progress"),
+    KeyReused: (422, "/problems/idempotency-key-reused", "Idempotency-Key reused"),
     NotFound: (404, "/problems/not-found", "Not found"),
     Forbidden: (403, "/problems/forbidden", "Forbidden"),
     Conflict: (409, "/problems/conflict", "Conflict"),
@@ -86,6 +90,15 @@ _HTTP_DETAILS = {
     413: "The request body is larger than this service accepts.",
     415: "Send the request body as JSON with 'Content-Type: application/json'.",
 }
+
+
+def problem_for(exc: Exception) -> Response:
+    """The problem+json response an expected error maps to (used to store idempotent outcomes)."""
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    if isinstance(exc, TrellisError):
+        return _trellis_error(exc)
+    raise exc
 
 
 def _trellis_error(exc: TrellisError) -> Response:

@@ -16,8 +16,12 @@ class User(TimestampMixin, Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     # Cognito's `sub`: stable for the life of the Cognito user, unlike username or email.
     cognito_sub: Mapped[str] = mapped_column(String(128), unique=True)
+    # Cognito's admin APIs (group changes) address users by username, not sub.
+    cognito_username: Mapped[str | None] = mapped_column(String(128))
     email: Mapped[str | None] = mapped_column(String(320))
     display_name: Mapped[str | None] = mapped_column(String(100))
     phone: Mapped[str | None] = mapped_column(String(16))
     # Sorted role names as last seen in the token's cognito:groups.
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # role -> when an admin last revoked it: tokens issued before that lose the role at once.
+    role_revocations: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)

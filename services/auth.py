@@ -43,6 +43,8 @@ class Identity:
     email: str | None
     token_use: str
     expires_at: int
+    issued_at: float = 0.0
+    username: str | None = None
 
 
 def roles_from_groups(groups: Iterable[str]) -> frozenset[str]:
@@ -184,12 +186,15 @@ class TokenVerifier:
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise InvalidToken("cognito:groups malformed")
         email = claims.get("email") if token_use == "id" else None
+        username = claims.get("cognito:username" if token_use == "id" else "username")
         return Identity(
             sub=sub,
             roles=roles_from_groups(groups),
             email=email if isinstance(email, str) else None,
             token_use=token_use,
             expires_at=int(exp),
+            issued_at=iat,
+            username=username if isinstance(username, str) and len(username) <= 128 else None,
         )
 
 

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Insert, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,15 +53,45 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+DEFERRED_COMMIT = "trellis.deferred_commit"
+
+
 @contextmanager
 def transaction(session: Session) -> Iterator[Session]:
-    """The one place Trellis commits: the block's writes commit together or not at all."""
+    """The one place Trellis commits: the block's writes commit together or not at all.
+
+    Inside deferred_commit() (an outer unit of work such as an idempotent request) the
+    block only flushes; the outer unit commits or rolls back everything at once.
+    """
+    if session.info.get(DEFERRED_COMMIT):
+        yield session
+        session.flush()
+        return
     try:
         yield session
         session.commit()
     except BaseException:
         session.rollback()
         raise
+
+
+@contextmanager
+def deferred_commit(session: Session) -> Iterator[Session]:
+    """Hold every transaction() inside the block to one commit made by the caller."""
+    session.info[DEFERRED_COMMIT] = True
+    try:
+        yield session
+    finally:
+        session.info.pop(DEFERRED_COMMIT, None)
+
+
+def insert_ignoring_conflict(
+    session: Session, model: type[Any], values: dict[str, Any], conflict: list[str]
+) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING for PostgreSQL and SQLite alike."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
 
 
 def check_database(engine: Engine) -> None:

@@ -48,6 +48,7 @@ class Settings(BaseModel):
     db_pool_timeout_seconds: float = Field(5.0, gt=0, le=60, alias="DB_POOL_TIMEOUT_SECONDS")
     db_connect_timeout_seconds: int = Field(3, ge=1, le=60, alias="DB_CONNECT_TIMEOUT_SECONDS")
     db_statement_timeout_ms: int = Field(10_000, ge=0, alias="DB_STATEMENT_TIMEOUT_MS")
+    idempotency_ttl_hours: int = Field(24, ge=1, le=24 * 30, alias="IDEMPOTENCY_TTL_HOURS")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
 
     _split_client_ids = field_validator("cognito_app_client_ids", mode="before")(_split_csv)

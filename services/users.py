@@ -7,20 +7,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from models import User
+from models import ProviderProfile, User
 from models.base import utcnow
 from services.auth import Identity
-from services.db import transaction
+from services.db import insert_ignoring_conflict, transaction
 from services.errors import NotFound
 
 
 @dataclass(frozen=True, slots=True)
 class UserView:
-    """A user as the rest of Trellis sees it."""
+    """A user as the rest of Trellis sees it; `roles` are the effective roles."""
 
     id: uuid.UUID
     email: str | None
@@ -31,7 +30,7 @@ class UserView:
     updated_at: datetime
 
 
-def _view(user: User) -> UserView:
+def view_of(user: User) -> UserView:
     return UserView(
         id=user.id,
         email=user.email,
@@ -43,47 +42,53 @@ def _view(user: User) -> UserView:
     )
 
 
+def effective_roles(identity: Identity, revocations: Mapping[str, float]) -> list[str]:
+    """The token's roles, less any an admin revoked after the token was issued."""
+    return sorted(r for r in identity.roles if identity.issued_at >= revocations.get(r, 0.0))
+
+
 def sync_user(session: Session, *, identity: Identity) -> UserView:
     """The caller's user row, created on first sight and updated when email or roles change.
 
     Writes only when something changed, so an ordinary request costs one indexed read.
     """
-    roles = sorted(identity.roles)
     user = session.scalar(select(User).where(User.cognito_sub == identity.sub))
     if user is None:
-        _insert_if_absent(session, identity, roles)
-        user = session.scalars(
-            select(User)
-            .where(User.cognito_sub == identity.sub)
-            .execution_options(populate_existing=True)
-        ).one()
+        user = _create(session, identity)
+    roles = effective_roles(identity, user.role_revocations)
     email = identity.email if identity.email is not None else user.email
-    if user.roles != roles or user.email != email:
+    username = identity.username or user.cognito_username
+    if (user.roles, user.email, user.cognito_username) != (roles, email, username):
         with transaction(session):
-            user.roles = roles
-            user.email = email
-    return _view(user)
+            if ("provider" in roles) != ("provider" in user.roles):
+                _set_provider_active(session, user.id, "provider" in roles)
+            user.roles, user.email, user.cognito_username = roles, email, username
+    return view_of(user)
 
 
-def _insert_if_absent(session: Session, identity: Identity, roles: list[str]) -> None:
+def _create(session: Session, identity: Identity) -> User:
     # Two first requests from one new user can race: ON CONFLICT lets both succeed.
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = utcnow()
-    statement = (
-        insert(User)
-        .values(
-            id=uuid.uuid4(),
-            cognito_sub=identity.sub,
-            email=identity.email,
-            roles=roles,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=[User.cognito_sub])
-    )
+    values = {
+        "id": uuid.uuid4(),
+        "cognito_sub": identity.sub,
+        "cognito_username": identity.username,
+        "email": identity.email,
+        "roles": [],
+        "role_revocations": {},
+        "created_at": now,
+        "updated_at": now,
+    }
     with transaction(session):
-        session.execute(statement)
+        session.execute(insert_ignoring_conflict(session, User, values, ["cognito_sub"]))
+    query = select(User).where(User.cognito_sub == identity.sub)
+    return session.scalars(query.execution_options(populate_existing=True)).one()
+
+
+def _set_provider_active(session: Session, user_id: uuid.UUID, active: bool) -> None:
+    session.execute(
+        update(ProviderProfile).where(ProviderProfile.user_id == user_id).values(active=active)
+    )
 
 
 EDITABLE_FIELDS = frozenset({"display_name", "phone"})
@@ -102,4 +107,4 @@ def update_profile(
             raise NotFound("No such user.")
         for name, value in changes.items():
             setattr(user, name, value)
-    return _view(user)
+    return view_of(user)

@@ -1,4 +1,4 @@
-"""Request and response schemas: they validate input and shape output."""
+"""The signed-in user."""
 
 from __future__ import annotations
 
@@ -9,17 +9,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from api.schemas.common import Line, StrictModel
+
 Role = Literal["consumer", "provider", "admin"]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-
-
-def _printable(value: str) -> str:
-    # Names end up in push notifications and on other people's screens.
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters (newlines, tabs, ...)")
-    return value
 
 
 def _e164(value: str) -> str:
@@ -28,11 +22,6 @@ def _e164(value: str) -> str:
     return value
 
 
-DisplayName = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
-    AfterValidator(_printable),
-]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_e164)]
 
 
@@ -42,20 +31,18 @@ class Me(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    email: str | None
+    email: str | None = Field(examples=["ada@example.com"])
     roles: list[Role]
-    display_name: str | None
-    phone: str | None
+    display_name: str | None = Field(examples=["Ada L."])
+    phone: str | None = Field(examples=["+14155550123"])
     created_at: datetime
     updated_at: datetime
 
 
-class MeUpdate(BaseModel):
-    """Fields of the signed-in user that they may change; null clears a field."""
+class MeUpdate(StrictModel):
+    """Fields of the signed-in user they may change; null clears a field, absent keeps it."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    display_name: DisplayName | None = Field(None, examples=["Ada L."])
+    display_name: Line(100) | None = Field(None, examples=["Ada L."])  # type: ignore[valid-type]
     phone: Phone | None = Field(None, description="E.164 phone number", examples=["+14155550123"])
 
 

@@ -1,0 +1,98 @@
+"""One decorator per route that authenticates, validates, calls the view and serialises.
+
+The same declaration feeds /openapi.json (api/openapi.py), so the spec cannot drift from
+what the route accepts and returns. Order matters and is fixed here: authentication (401,
+403) before idempotency replay before input validation (400, 415, 422).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from flask import Response, request
+from pydantic import BaseModel
+
+from api.auth import authenticate
+from api.idempotency import run_idempotently
+from api.responses import json_response
+from api.validation import parse_json, parse_query
+
+ENDPOINT_ATTRIBUTE = "__trellis_endpoint__"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What a route accepts and returns; read by the wrapper and by the OpenAPI builder."""
+
+    summary: str
+    tags: tuple[str, ...]
+    auth: bool
+    roles: tuple[str, ...]
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: type[BaseModel] | None
+    status: int
+    idempotent: bool
+    errors: tuple[int, ...]
+    description: str
+
+
+def endpoint(
+    *,
+    summary: str,
+    tags: tuple[str, ...],
+    auth: bool = True,
+    roles: tuple[str, ...] = (),
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    status: int = 200,
+    idempotent: bool = False,
+    errors: tuple[int, ...] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
+    """Declare a route: `roles` limits it to callers with one of them (403 otherwise)."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
+        spec = Endpoint(
+            summary=summary,
+            tags=tags,
+            auth=auth,
+            roles=roles,
+            body=body,
+            query=query,
+            response=response,
+            status=status,
+            idempotent=idempotent,
+            errors=errors,
+            description=(view.__doc__ or "").strip(),
+        )
+
+        @wraps(view)
+        def wrapper(**path: Any) -> Response:
+            if spec.auth:
+                authenticate(spec.roles)
+            if spec.idempotent and "Idempotency-Key" in request.headers:
+                return run_idempotently(lambda: _call(view, spec, path))
+            return _call(view, spec, path)
+
+        setattr(wrapper, ENDPOINT_ATTRIBUTE, spec)
+        return wrapper
+
+    return decorate
+
+
+def _call(view: Callable[..., Any], spec: Endpoint, path: dict[str, Any]) -> Response:
+    kwargs = dict(path)
+    if spec.query is not None:
+        kwargs["query"] = parse_query(spec.query)
+    if spec.body is not None:
+        kwargs["body"] = parse_json(spec.body)
+    result = view(**kwargs)
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(status=204)
+    return json_response(result, spec.status)

@@ -1,0 +1,1 @@
+"""Request and response schemas: they validate input, shape output and feed /openapi.json."""

@@ -1,0 +1,85 @@
+"""Shapes every resource shares: problems, pages, locations, text rules."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+T = TypeVar("T")
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _single_line(value: str) -> str:
+    # Names end up in push notifications and on other people's screens.
+    if _CONTROL_OR_NEWLINE.search(value):
+        raise ValueError("must not contain control characters (newlines, tabs, ...)")
+    return value
+
+
+def _printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters other than newlines and tabs")
+    return value
+
+
+def Line(max_length: int, min_length: int = 1) -> type[str]:  # noqa: N802 - reads as a type
+    """One line of user text, trimmed."""
+    return Annotated[  # type: ignore[return-value]
+        str,
+        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+        AfterValidator(_single_line),
+    ]
+
+
+def Text(max_length: int, min_length: int = 0) -> type[str]:  # noqa: N802 - reads as a type
+    """Free text (newlines allowed), trimmed."""
+    return Annotated[  # type: ignore[return-value]
+        str,
+        StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+        AfterValidator(_printable),
+    ]
+
+
+class StrictModel(BaseModel):
+    """Input schema: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Location(StrictModel):
+    lat: float = Field(ge=-90, le=90, examples=[52.5200])
+    lng: float = Field(ge=-180, le=180, examples=[13.4050])
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(examples=["display_name"])
+    message: str = Field(examples=["String should have at most 100 characters"])
+    code: str = Field(examples=["string_too_long"])
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, the body of every error."""
+
+    type: str = Field(examples=["/problems/validation-failed"])
+    title: str = Field(examples=["Request validation failed"])
+    status: int = Field(examples=[422])
+    detail: str = Field(examples=["Fix these fields and send again: display_name."])
+    instance: str | None = Field(None, examples=["/v1/me"])
+    request_id: str | None = Field(None, examples=["6f1c0a7d2b9e4c55a0d1e2f3a4b5c6d7"])
+    errors: list[FieldProblem] | None = None
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list. Pass `next_cursor` back as `cursor`; null means the end."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+class PageQuery(StrictModel):
+    cursor: str | None = Field(None, max_length=512, description="`next_cursor` of the last page")
+    limit: int = Field(20, ge=1, le=100)

@@ -1,0 +1,149 @@
+"""Provider profiles, bookings and their history, messages, reviews, role changes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, TimestampMixin, utcnow
+
+
+class ProviderProfile(TimestampMixin, Base):
+    """What a provider offers, where, and at what rate. One per provider user."""
+
+    __tablename__ = "provider_profiles"
+    __table_args__ = (
+        CheckConstraint("lat BETWEEN -90 AND 90", name="lat_range"),
+        CheckConstraint("lng BETWEEN -180 AND 180", name="lng_range"),
+        CheckConstraint("rating_count >= 0", name="rating_count_positive"),
+        Index("ix_provider_profiles_lat_lng", "lat", "lng"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    bio: Mapped[str] = mapped_column(Text, default="")
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    lat: Mapped[float]
+    lng: Mapped[float]
+    service_radius_km: Mapped[float]
+    hourly_rate_cents: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    # False while the user does not hold the provider role: hidden from search and booking.
+    active: Mapped[bool] = mapped_column(default=True)
+    rating_sum: Mapped[int] = mapped_column(default=0)
+    rating_count: Mapped[int] = mapped_column(default=0)
+
+
+class ProviderCategory(Base):
+    """One row per (category, provider): the index search narrows by first.
+
+    lat/lng are copied from the profile (kept in step by services/providers.py) so that
+    category + bounding box is one index range scan.
+    """
+
+    __tablename__ = "provider_categories"
+    __table_args__ = (Index("ix_provider_categories_search", "category", "lat", "lng"),)
+
+    provider_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("provider_profiles.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    category: Mapped[str] = mapped_column(String(40), primary_key=True)
+    lat: Mapped[float]
+    lng: Mapped[float]
+
+
+class Booking(TimestampMixin, Base):
+    __tablename__ = "bookings"
+    __table_args__ = (
+        Index("ix_bookings_consumer_created", "consumer_id", "created_at", "id"),
+        Index("ix_bookings_provider_created", "provider_id", "created_at", "id"),
+        CheckConstraint(
+            "status IN ('requested', 'accepted', 'declined', 'in_progress', 'completed', "
+            "'cancelled')",
+            name="status_known",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    consumer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    category: Mapped[str] = mapped_column(String(40))
+    scheduled_at: Mapped[datetime]
+    lat: Mapped[float]
+    lng: Mapped[float]
+    address: Mapped[str | None] = mapped_column(String(300))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))
+    # Highest message seq so far: messages get seq = this + 1 under the booking's row lock.
+    last_message_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class BookingEvent(Base):
+    """One state change of a booking: who, when, from what to what, and why."""
+
+    __tablename__ = "booking_events"
+    __table_args__ = (Index("ix_booking_events_booking", "booking_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("booking_id", "seq"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"))
+    # 1, 2, 3... per booking, assigned under the booking's row lock: a poll with after=N
+    # never misses a message that commits later with a smaller number.
+    seq: Mapped[int]
+    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint("rating BETWEEN 1 AND 5", name="rating_range"),
+        Index("ix_reviews_provider_created", "provider_id", "created_at"),
+    )
+
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), primary_key=True)
+    consumer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    rating: Mapped[int]
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RoleChange(Base):
+    """An admin granted or revoked a role (mirrored to a Cognito group)."""
+
+    __tablename__ = "role_changes"
+    __table_args__ = (Index("ix_role_changes_user", "user_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(8))
+    actor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,171 @@
+"""Idempotent retries (draft-ietf-httpapi-idempotency-key-header, Stripe's semantics).
+
+The first request with a key runs; its outcome is stored in the same transaction as its
+writes, so a stored response exists exactly when the work committed. A retry with the same
+key and payload gets the stored response without running again; another payload gets 422;
+a retry while the first is still running gets 409. Keys are per user and expire.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import NoReturn
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from models import IdempotencyKey
+from models.base import utcnow
+from services.db import deferred_commit, insert_ignoring_conflict, transaction
+from services.errors import Conflict, TrellisError
+
+# A request holding a key longer than this (the gunicorn timeout plus margin) has died; its
+# writes rolled back with it, so a retry may safely take the key over.
+STALE_AFTER = timedelta(seconds=60)
+
+
+class KeyInProgress(Conflict):
+    """The first request with this key has not finished."""
+
+
+class KeyReused(TrellisError):
+    """The key was used before with a different request."""
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+    replayed: bool = False
+
+
+def run(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    key: str,
+    fingerprint: str,
+    ttl: timedelta,
+    work: Callable[[], StoredResponse],
+) -> StoredResponse:
+    """Run `work` once per (user, key); replay its stored response on retries."""
+    stored = _claim(session, user_id, key, fingerprint, ttl)
+    if stored is not None:
+        return stored
+    try:
+        with deferred_commit(session):
+            response = work()
+    except BaseException:
+        session.rollback()
+        _release(session, user_id, key)
+        raise
+    if response.status >= 500:  # nothing was done; let a retry run again
+        session.rollback()
+        _release(session, user_id, key)
+        return response
+    if response.status >= 400:  # a refusal is final for this key, but its writes are not kept
+        session.rollback()
+    with transaction(session):
+        session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+            .values(
+                state="completed",
+                response_status=response.status,
+                response_body=response.body,
+                response_headers={"Content-Type": response.content_type, **response.headers},
+            )
+        )
+    return response
+
+
+def _claim(
+    session: Session, user_id: uuid.UUID, key: str, fingerprint: str, ttl: timedelta
+) -> StoredResponse | None:
+    now = utcnow()
+    fresh = {
+        "fingerprint": fingerprint,
+        "state": "in_progress",
+        "locked_at": now,
+        "expires_at": now + ttl,
+        "response_status": None,
+        "response_body": None,
+        "response_headers": None,
+    }
+    with transaction(session):
+        inserted = session.execute(
+            insert_ignoring_conflict(
+                session,
+                IdempotencyKey,
+                {"user_id": user_id, "key": key, **fresh},
+                ["user_id", "key"],
+            )
+        )
+    if inserted.rowcount == 1:
+        return None
+    row = session.scalars(
+        select(IdempotencyKey)
+        .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+        .execution_options(populate_existing=True)
+    ).one()
+    if row.expires_at <= now:
+        return None if _take_over(session, row, fresh) else _busy()
+    if row.fingerprint != fingerprint:
+        raise KeyReused(
+            "This Idempotency-Key was already used with a different request; use a new key."
+        )
+    if row.state == "completed":
+        headers = dict(row.response_headers or {})
+        content_type = headers.pop("Content-Type", "application/json")
+        return StoredResponse(
+            row.response_status or 200, row.response_body or b"", content_type, headers, True
+        )
+    if row.locked_at <= now - STALE_AFTER and _take_over(session, row, fresh):
+        return None
+    return _busy()
+
+
+def _busy() -> NoReturn:
+    raise KeyInProgress(
+        "A request with this Idempotency-Key is still being processed; retry shortly."
+    )
+
+
+def _take_over(session: Session, row: IdempotencyKey, fresh: dict[str, object]) -> bool:
+    """Re-arm an expired or abandoned key; only one of several racing retries wins."""
+    with transaction(session):
+        result = session.execute(
+            update(IdempotencyKey)
+            .where(
+                IdempotencyKey.user_id == row.user_id,
+                IdempotencyKey.key == row.key,
+                IdempotencyKey.locked_at == row.locked_at,
+            )
+            .values(**fresh)
+        )
+    return result.rowcount == 1
+
+
+def _release(session: Session, user_id: uuid.UUID, key: str) -> None:
+    with transaction(session):
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.user_id == user_id,
+                IdempotencyKey.key == key,
+                IdempotencyKey.state == "in_progress",
+            )
+        )
+
+
+def purge_expired(session: Session, *, now: datetime | None = None) -> int:
+    """Delete keys past their expiry; returns how many. Run it from the scheduled worker."""
+    with transaction(session):
+        result = session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= (now or utcnow()))
+        )
+    return result.rowcount
