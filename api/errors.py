@@ -11,7 +11,6 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from services.idempotency import KeyInProgress, KeyReused
 from services.errors import (
     Conflict,
     Forbidden,
@@ -21,6 +20,7 @@ from services.errors import (
     Unavailable,
     ValidationFailed,
 )
+from services.idempotency import KeyInProgress, KeyReused
 
 log = logging.getLogger("trellis.errors")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Callable
@@ -58,10 +59,9 @@ def _capture(view: Callable[[], Response]) -> idempotency.StoredResponse:
 
 def _fingerprint() -> str:
     body = read_body()
-    try:  # the same JSON with other whitespace or key order is the same request
+    # The same JSON with other whitespace or key order is the same request.
+    with contextlib.suppress(orjson.JSONDecodeError):
         body = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONDecodeError:
-        pass
     digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
     digest.update(body)
     return digest.hexdigest()

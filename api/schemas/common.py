@@ -26,7 +26,7 @@ def _printable(value: str) -> str:
     return value
 
 
-def Line(max_length: int, min_length: int = 1) -> type[str]:  # noqa: N802 - reads as a type
+def Line(max_length: int, min_length: int = 1) -> type[str]:
     """One line of user text, trimmed."""
     return Annotated[  # type: ignore[return-value]
         str,
@@ -35,7 +35,7 @@ def Line(max_length: int, min_length: int = 1) -> type[str]:  # noqa: N802 - rea
     ]
 
 
-def Text(max_length: int, min_length: int = 0) -> type[str]:  # noqa: N802 - reads as a type
+def Text(max_length: int, min_length: int = 0) -> type[str]:
     """Free text (newlines allowed), trimmed."""
     return Annotated[  # type: ignore[return-value]
         str,
