@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import health, me
+from api import admin, bookings, health, me, providers
 from api.context import register_context
 from api.errors import register_error_handlers
 from api.json import OrjsonProvider
@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     register_request_log(app)
     register_error_handlers(app)
     app.register_blueprint(health.bp)
-    app.register_blueprint(me.bp)
+    for blueprint in (me.bp, providers.bp, bookings.bp, admin.bp):
+        app.register_blueprint(blueprint)
     register_docs(app)
     return app

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from api.auth import authenticate
 from api.idempotency import run_idempotently
 from api.responses import json_response
-from api.validation import parse_json, parse_query
+from api.validation import parse_json, parse_query, read_body
 
 ENDPOINT_ATTRIBUTE = "__trellis_endpoint__"
 
@@ -32,6 +32,7 @@ class Endpoint:
     auth: bool
     roles: tuple[str, ...]
     body: type[BaseModel] | None
+    body_optional: bool
     query: type[BaseModel] | None
     response: type[BaseModel] | None
     status: int
@@ -47,6 +48,7 @@ def endpoint(
     auth: bool = True,
     roles: tuple[str, ...] = (),
     body: type[BaseModel] | None = None,
+    body_optional: bool = False,
     query: type[BaseModel] | None = None,
     response: type[BaseModel] | None = None,
     status: int = 200,
@@ -62,6 +64,7 @@ def endpoint(
             auth=auth,
             roles=roles,
             body=body,
+            body_optional=body_optional,
             query=query,
             response=response,
             status=status,
@@ -89,7 +92,8 @@ def _call(view: Callable[..., Any], spec: Endpoint, path: dict[str, Any]) -> Res
     if spec.query is not None:
         kwargs["query"] = parse_query(spec.query)
     if spec.body is not None:
-        kwargs["body"] = parse_json(spec.body)
+        empty = spec.body_optional and not read_body()
+        kwargs["body"] = spec.body() if empty else parse_json(spec.body)
     result = view(**kwargs)
     if isinstance(result, Response):
         return result

@@ -132,7 +132,7 @@ def _operation(
         operation["description"] = spec.description
     if spec.body:
         operation["requestBody"] = {
-            "required": True,
+            "required": not spec.body_optional,
             "content": {"application/json": {"schema": refs[(spec.body, "validation")]}},
         }
     return operation

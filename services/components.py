@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.auth import JwksCache, TokenVerifier
+from services.aws.cognito import CognitoGroups, GroupDirectory
 from services.aws.jwks import HttpJwksFetcher, JwksFetcher
 from services.db import build_engine, session_factory
 from services.settings import Settings
@@ -21,10 +22,16 @@ class Components:
     engine: Engine
     sessions: sessionmaker[Session]
     verifier: TokenVerifier
+    groups: GroupDirectory
 
 
-def build_components(settings: Settings, *, jwks_fetcher: JwksFetcher | None = None) -> Components:
-    """Build the engine (lazy: no connection yet) and the verifier (lazy: no JWKS fetch yet)."""
+def build_components(
+    settings: Settings,
+    *,
+    jwks_fetcher: JwksFetcher | None = None,
+    groups: GroupDirectory | None = None,
+) -> Components:
+    """Build everything lazily: no connection, JWKS fetch or AWS client until first use."""
     engine = build_engine(settings)
     fetcher = jwks_fetcher or HttpJwksFetcher(
         settings.jwks_url, timeout_seconds=settings.jwks_timeout_seconds
@@ -37,5 +44,10 @@ def build_components(settings: Settings, *, jwks_fetcher: JwksFetcher | None = N
         leeway_seconds=settings.token_leeway_seconds,
     )
     return Components(
-        settings=settings, engine=engine, sessions=session_factory(engine), verifier=verifier
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        verifier=verifier,
+        groups=groups
+        or CognitoGroups(user_pool_id=settings.cognito_user_pool_id, region=settings.aws_region),
     )

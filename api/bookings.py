@@ -1,0 +1,235 @@
+"""Bookings, their transitions, messages and reviews (/v1/bookings...).
+
+Anyone who is neither a party of a booking nor an admin gets 404 on every route here.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, Response
+
+from api.auth import current_user
+from api.context import db_session
+from api.endpoint import endpoint
+from api.responses import json_response
+from api.schemas.marketplace import (
+    Booking,
+    BookingCreate,
+    BookingEvent,
+    BookingListQuery,
+    BookingLocationOut,
+    BookingPage,
+    CancelRequest,
+    Message,
+    MessageCreate,
+    MessagePage,
+    MessageQuery,
+    Reason,
+    Review,
+    ReviewCreate,
+)
+from services import bookings, messages, reviews
+
+bp = Blueprint("bookings", __name__, url_prefix="/v1/bookings")
+
+
+def _booking(view: bookings.BookingView) -> Booking:
+    history = None
+    if view.history is not None:
+        history = [
+            BookingEvent(
+                from_status=e.from_status,  # type: ignore[arg-type]
+                to_status=e.to_status,  # type: ignore[arg-type]
+                actor_id=e.actor_id,
+                actor_role=e.actor_role,  # type: ignore[arg-type]
+                reason=e.reason,
+                at=e.at,
+            )
+            for e in view.history
+        ]
+    return Booking(
+        id=view.id,
+        consumer_id=view.consumer_id,
+        provider_id=view.provider_id,
+        category=view.category,
+        scheduled_at=view.scheduled_at,
+        location=BookingLocationOut(lat=view.lat, lng=view.lng, address=view.address),
+        notes=view.notes,
+        status=view.status,  # type: ignore[arg-type]
+        created_at=view.created_at,
+        updated_at=view.updated_at,
+        history=history,
+    )
+
+
+@bp.post("")
+@endpoint(
+    summary="Book a provider",
+    tags=("bookings",),
+    roles=("consumer",),
+    body=BookingCreate,
+    response=Booking,
+    status=201,
+    idempotent=True,
+)
+def create_booking(body: BookingCreate) -> Response:
+    """Needs the consumer role. The provider must offer the category; the time must be ahead."""
+    data = bookings.NewBooking(
+        provider_id=body.provider_id,
+        category=body.category,
+        scheduled_at=body.scheduled_at,
+        lat=body.location.lat,
+        lng=body.location.lng,
+        address=body.location.address,
+        notes=body.notes,
+    )
+    view = bookings.create_booking(db_session(), consumer=current_user(), data=data)
+    response = json_response(_booking(view), 201)
+    response.headers["Location"] = f"/v1/bookings/{view.id}"
+    return response
+
+
+@bp.get("")
+@endpoint(
+    summary="Your bookings, newest first",
+    tags=("bookings",),
+    query=BookingListQuery,
+    response=BookingPage,
+)
+def list_bookings(query: BookingListQuery) -> BookingPage:
+    page = bookings.list_bookings(
+        db_session(),
+        viewer=current_user(),
+        role=query.role,
+        status=query.status,
+        cursor=query.cursor,
+        limit=query.limit,
+    )
+    return BookingPage(items=[_booking(v) for v in page.items], next_cursor=page.next_cursor)
+
+
+@bp.get("/<uuid:booking_id>")
+@endpoint(summary="One booking with its history", tags=("bookings",), response=Booking)
+def get_booking(booking_id: uuid.UUID) -> Booking:
+    return _booking(
+        bookings.get_booking(db_session(), booking_id=booking_id, viewer=current_user())
+    )
+
+
+def _transition(booking_id: uuid.UUID, action: bookings.Action, reason: str | None) -> Booking:
+    view = bookings.transition(
+        db_session(), booking_id=booking_id, action=action, actor=current_user(), reason=reason
+    )
+    return _booking(view)
+
+
+_PROVIDER_ACTIONS: tuple[tuple[bookings.Action, str], ...] = (
+    ("accept", "The provider accepts a requested booking"),
+    ("decline", "The provider declines a requested booking"),
+    ("start", "The provider starts an accepted booking"),
+    ("complete", "The provider completes a booking in progress"),
+)
+
+
+def _provider_action(action: bookings.Action, summary: str) -> None:
+    def view(booking_id: uuid.UUID, body: Reason) -> Booking:
+        return _transition(booking_id, action, body.reason)
+
+    view.__name__ = f"{action}_booking"
+    view.__doc__ = "403 for anyone but the booking's provider; 409 from any other state."
+    bp.post(f"/<uuid:booking_id>/{action}")(
+        endpoint(
+            summary=summary,
+            tags=("bookings",),
+            body=Reason,
+            body_optional=True,
+            response=Booking,
+            idempotent=True,
+            errors=(409,),
+        )(view)
+    )
+
+
+for _action, _summary in _PROVIDER_ACTIONS:
+    _provider_action(_action, _summary)
+
+
+@bp.post("/<uuid:booking_id>/cancel")
+@endpoint(
+    summary="Either party cancels a requested or accepted booking",
+    tags=("bookings",),
+    body=CancelRequest,
+    response=Booking,
+    idempotent=True,
+    errors=(409,),
+)
+def cancel_booking(booking_id: uuid.UUID, body: CancelRequest) -> Booking:
+    """The consumer, the provider or an admin; a reason is required."""
+    return _transition(booking_id, "cancel", body.reason)
+
+
+@bp.post("/<uuid:booking_id>/messages")
+@endpoint(
+    summary="Send a message to the other party",
+    tags=("messages",),
+    body=MessageCreate,
+    response=Message,
+    status=201,
+    idempotent=True,
+)
+def post_message(booking_id: uuid.UUID, body: MessageCreate) -> Message:
+    """Only the two parties; admins may read but not write (403)."""
+    view = messages.post_message(
+        db_session(), booking_id=booking_id, sender=current_user(), body=body.body
+    )
+    return Message(**_fields(view))
+
+
+@bp.get("/<uuid:booking_id>/messages")
+@endpoint(
+    summary="Messages of a booking, oldest first",
+    tags=("messages",),
+    query=MessageQuery,
+    response=MessagePage,
+)
+def list_messages(booking_id: uuid.UUID, query: MessageQuery) -> MessagePage:
+    """Poll cheaply: keep `poll_cursor` and ask again with `after=` it for only new messages."""
+    page = messages.list_messages(
+        db_session(),
+        booking_id=booking_id,
+        viewer=current_user(),
+        after=query.after,
+        limit=query.limit,
+    )
+    return MessagePage(
+        items=[Message(**_fields(m)) for m in page.items],
+        next_cursor=page.next_cursor,
+        poll_cursor=page.poll_cursor,
+    )
+
+
+@bp.post("/<uuid:booking_id>/review")
+@endpoint(
+    summary="Review a completed booking",
+    tags=("reviews",),
+    body=ReviewCreate,
+    response=Review,
+    status=201,
+    idempotent=True,
+    errors=(409,),
+)
+def post_review(booking_id: uuid.UUID, body: ReviewCreate) -> Review:
+    """The booking's consumer, once, after it is completed; updates the provider's rating."""
+    view = reviews.post_review(
+        db_session(),
+        booking_id=booking_id,
+        author=current_user(),
+        rating=body.rating,
+        comment=body.comment,
+    )
+    return Review(**_fields(view))
+
+
+def _fields(view: object) -> dict[str, object]:
+    return {name: getattr(view, name) for name in view.__slots__}  # type: ignore[attr-defined]

@@ -1,0 +1,116 @@
+"""Provider profiles (/v1/me/provider-profile) and provider search (/v1/providers)."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint
+
+from api.auth import current_user
+from api.context import db_session
+from api.endpoint import endpoint
+from api.schemas.common import Location
+from api.schemas.marketplace import (
+    OwnProviderProfile,
+    Provider,
+    ProviderHit,
+    ProviderPage,
+    ProviderProfileIn,
+    ProviderSearch,
+)
+from services import providers
+from services.errors import FieldError, ValidationFailed
+
+bp = Blueprint("providers", __name__, url_prefix="/v1")
+
+
+def _public(view: providers.ProviderView) -> dict[str, object]:
+    fields = {
+        name: getattr(view, name)
+        for name in (
+            "id",
+            "display_name",
+            "bio",
+            "categories",
+            "service_radius_km",
+            "hourly_rate_cents",
+            "currency",
+            "rating_average",
+            "rating_count",
+        )
+    }
+    return {**fields, "location": Location(lat=view.lat, lng=view.lng)}
+
+
+@bp.put("/me/provider-profile")
+@endpoint(
+    summary="Create or replace your provider profile",
+    tags=("providers",),
+    roles=("provider",),
+    body=ProviderProfileIn,
+    response=OwnProviderProfile,
+)
+def put_provider_profile(body: ProviderProfileIn) -> OwnProviderProfile:
+    """Needs the provider role. Replaces the whole profile; ratings are kept."""
+    data = providers.ProfileInput(
+        display_name=body.display_name,
+        bio=body.bio,
+        categories=list(body.categories),
+        lat=body.location.lat,
+        lng=body.location.lng,
+        service_radius_km=body.service_radius_km,
+        hourly_rate_cents=body.hourly_rate_cents,
+        currency=body.currency,
+    )
+    view = providers.upsert_profile(db_session(), user_id=current_user().id, data=data)
+    return OwnProviderProfile(**_public(view), active=view.active)
+
+
+@bp.get("/me/provider-profile")
+@endpoint(
+    summary="Your provider profile",
+    tags=("providers",),
+    roles=("provider",),
+    response=OwnProviderProfile,
+    errors=(404,),
+)
+def get_provider_profile() -> OwnProviderProfile:
+    """404 until you have created one."""
+    view = providers.own_profile(db_session(), user_id=current_user().id)
+    return OwnProviderProfile(**_public(view), active=view.active)
+
+
+@bp.get("/providers")
+@endpoint(
+    summary="Search providers", tags=("providers",), query=ProviderSearch, response=ProviderPage
+)
+def search_providers(query: ProviderSearch) -> ProviderPage:
+    """Active providers by category, distance from a point (nearest first) and words.
+
+    `lat` and `lng` go together; `radius_km` (default 25) applies when they are given.
+    """
+    if (query.lat is None) != (query.lng is None):
+        missing = "lat" if query.lat is None else "lng"
+        raise ValidationFailed(
+            "lat and lng go together.", [FieldError(missing, "required with the other", "missing")]
+        )
+    near = None
+    if query.lat is not None and query.lng is not None:
+        near = providers.Near(query.lat, query.lng, query.radius_km)
+    page = providers.search(
+        db_session(),
+        category=query.category,
+        near=near,
+        text=query.q,
+        cursor=query.cursor,
+        limit=query.limit,
+    )
+    items = [ProviderHit(**_public(v), distance_km=v.distance_km) for v in page.items]
+    return ProviderPage(items=items, next_cursor=page.next_cursor)
+
+
+@bp.get("/providers/<uuid:provider_id>")
+@endpoint(summary="A provider's public profile", tags=("providers",), response=Provider)
+def get_provider(provider_id: uuid.UUID) -> Provider:
+    """With `rating_average` and `rating_count`; 404 for unknown or inactive providers."""
+    return Provider(**_public(providers.get_provider(db_session(), provider_id=provider_id)))

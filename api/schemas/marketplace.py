@@ -1,0 +1,206 @@
+"""Schemas of providers, bookings, messages, reviews and role changes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from api.schemas.common import Line, Location, PageQuery, StrictModel, Text
+
+Category = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=40, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$"),
+    Field(description="A slug such as `cleaning` or `home-tutoring`", examples=["cleaning"]),
+]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), Field(examples=["EUR"])]
+BookingStatus = Literal[
+    "requested", "accepted", "declined", "in_progress", "completed", "cancelled"
+]
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must include a time zone, e.g. 2026-12-01T09:00:00Z")
+    return value.astimezone(UTC)
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+
+class ProviderProfileIn(StrictModel):
+    display_name: Line(100) = Field(examples=["Spotless Sam"])  # type: ignore[valid-type]
+    bio: Text(2000) = Field("", examples=["Flat and office cleaning, 10 years."])  # type: ignore[valid-type]
+    categories: list[Category] = Field(min_length=1, max_length=20)
+    location: Location
+    service_radius_km: float = Field(gt=0, le=500, examples=[15])
+    hourly_rate_cents: int = Field(ge=0, le=10_000_000, examples=[2500])
+    currency: Currency
+
+
+class Provider(BaseModel):
+    """A provider's public profile."""
+
+    id: uuid.UUID
+    display_name: str
+    bio: str
+    categories: list[str]
+    location: Location
+    service_radius_km: float
+    hourly_rate_cents: int
+    currency: str
+    rating_average: float | None = Field(description="null until the first review")
+    rating_count: int
+
+
+class OwnProviderProfile(Provider):
+    active: bool = Field(description="false while you do not hold the provider role")
+
+
+class ProviderHit(Provider):
+    distance_km: float | None = Field(description="from the searched point; null without one")
+
+
+class ProviderSearch(PageQuery):
+    category: Category | None = None
+    lat: float | None = Field(None, ge=-90, le=90)
+    lng: float | None = Field(None, ge=-180, le=180)
+    radius_km: float = Field(25, gt=0, le=500, description="used with lat and lng")
+    q: Line(100) | None = Field(None, description="words in name or bio")  # type: ignore[valid-type]
+
+
+class ProviderPage(BaseModel):
+    items: list[ProviderHit]
+    next_cursor: str | None
+
+
+class BookingCreate(StrictModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "provider_id": "0b9c9f0e-6a39-4b8e-9b64-3c1d2f1f8a10",
+                    "category": "cleaning",
+                    "scheduled_at": "2026-12-01T09:00:00Z",
+                    "location": {"lat": 52.52, "lng": 13.405, "address": "Alexanderplatz 1"},
+                    "notes": "Two rooms, bring a ladder.",
+                }
+            ]
+        },
+    )
+
+    provider_id: uuid.UUID
+    category: Category
+    scheduled_at: AwareDatetime = Field(description="in the future, with a time zone")
+    location: BookingLocation
+    notes: Text(2000) = ""  # type: ignore[valid-type]
+
+
+class BookingLocation(Location):
+    address: Line(300) | None = None  # type: ignore[valid-type]
+
+
+class Reason(StrictModel):
+    reason: Text(1000, min_length=1) | None = None  # type: ignore[valid-type]
+
+
+class CancelRequest(StrictModel):
+    reason: Text(1000, min_length=1) = Field(examples=["Plans changed"])  # type: ignore[valid-type]
+
+
+class BookingEvent(BaseModel):
+    from_status: BookingStatus | None
+    to_status: BookingStatus
+    actor_id: uuid.UUID
+    actor_role: Literal["consumer", "provider", "admin"]
+    reason: str | None
+    at: datetime
+
+
+class Booking(BaseModel):
+    id: uuid.UUID
+    consumer_id: uuid.UUID
+    provider_id: uuid.UUID
+    category: str
+    scheduled_at: datetime
+    location: BookingLocationOut
+    notes: str
+    status: BookingStatus
+    created_at: datetime
+    updated_at: datetime
+    history: list[BookingEvent] | None = Field(description="every state change; null in lists")
+
+
+class BookingLocationOut(BaseModel):
+    lat: float
+    lng: float
+    address: str | None
+
+
+class BookingListQuery(PageQuery):
+    role: Literal["consumer", "provider"] | None = Field(
+        None, description="only bookings where you are this party; both when absent"
+    )
+    status: BookingStatus | None = None
+
+
+class BookingPage(BaseModel):
+    items: list[Booking]
+    next_cursor: str | None
+
+
+class MessageCreate(StrictModel):
+    body: Text(4000, min_length=1) = Field(examples=["On my way!"])  # type: ignore[valid-type]
+
+
+class Message(BaseModel):
+    id: uuid.UUID
+    booking_id: uuid.UUID
+    seq: int = Field(description="1, 2, 3... per booking")
+    sender_id: uuid.UUID
+    body: str
+    created_at: datetime
+
+
+class MessageQuery(StrictModel):
+    after: str | None = Field(None, max_length=512, description="a `next_cursor` or `poll_cursor`")
+    limit: int = Field(50, ge=1, le=100)
+
+
+class MessagePage(BaseModel):
+    items: list[Message]
+    next_cursor: str | None = Field(description="more messages are waiting: fetch with after=")
+    poll_cursor: str = Field(description="poll later with after= to get only newer messages")
+
+
+class ReviewCreate(StrictModel):
+    rating: int = Field(ge=1, le=5, examples=[5])
+    comment: Text(2000) = ""  # type: ignore[valid-type]
+
+
+class Review(BaseModel):
+    booking_id: uuid.UUID
+    provider_id: uuid.UUID
+    consumer_id: uuid.UUID
+    rating: int
+    comment: str
+    created_at: datetime
+
+
+class RoleGrant(StrictModel):
+    role: Literal["consumer", "provider", "admin"]
+
+
+class RoleChange(BaseModel):
+    user_id: uuid.UUID
+    role: str
+    action: Literal["grant", "revoke"]
+    actor_id: uuid.UUID
+    created_at: datetime
+
+
+BookingCreate.model_rebuild()
+Booking.model_rebuild()

@@ -1,0 +1,278 @@
+"""Bookings: the state machine, who may move it, and the record of every move.
+
+    requested -> accepted | declined | cancelled
+    accepted  -> in_progress | cancelled
+    in_progress -> completed
+
+Checks run in one order everywhere: can the caller see the booking (404), may they take
+this action (403), does the state allow it (409). A transition locks the booking row, so
+two concurrent transitions on one booking cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session
+
+from models import Booking, BookingEvent
+from models.base import utcnow
+from services.db import transaction
+from services.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from services.pagination import Page, decode_cursor, invalid_cursor, page_of, scope_of
+from services.providers import require_active_provider
+from services.users import UserView
+
+Party = Literal["consumer", "provider", "admin"]
+Action = Literal["accept", "decline", "start", "complete", "cancel"]
+STATUSES = ("requested", "accepted", "declined", "in_progress", "completed", "cancelled")
+MAX_AHEAD = timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class Transition:
+    sources: frozenset[str]
+    target: str
+    parties: frozenset[Party]
+
+
+TRANSITIONS: dict[Action, Transition] = {
+    "accept": Transition(frozenset({"requested"}), "accepted", frozenset({"provider"})),
+    "decline": Transition(frozenset({"requested"}), "declined", frozenset({"provider"})),
+    "start": Transition(frozenset({"accepted"}), "in_progress", frozenset({"provider"})),
+    "complete": Transition(frozenset({"in_progress"}), "completed", frozenset({"provider"})),
+    # Admins may cancel too: operators need it to settle disputes.
+    "cancel": Transition(
+        frozenset({"requested", "accepted"}),
+        "cancelled",
+        frozenset({"consumer", "provider", "admin"}),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    from_status: str | None
+    to_status: str
+    actor_id: uuid.UUID
+    actor_role: str
+    reason: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BookingView:
+    id: uuid.UUID
+    consumer_id: uuid.UUID
+    provider_id: uuid.UUID
+    category: str
+    scheduled_at: datetime
+    lat: float
+    lng: float
+    address: str | None
+    notes: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    history: list[EventView] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewBooking:
+    provider_id: uuid.UUID
+    category: str
+    scheduled_at: datetime
+    lat: float
+    lng: float
+    address: str | None
+    notes: str
+
+
+def party_of(booking: Booking, user: UserView) -> Party | None:
+    """The caller's part in a booking; None means they may not know it exists."""
+    if user.id == booking.consumer_id:
+        return "consumer"
+    if user.id == booking.provider_id:
+        return "provider"
+    if "admin" in user.roles:
+        return "admin"
+    return None
+
+
+def create_booking(session: Session, *, consumer: UserView, data: NewBooking) -> BookingView:
+    """A consumer asks a provider for a service at a time and place."""
+    profile = require_active_provider(session, data.provider_id)
+    problems = []
+    if data.provider_id == consumer.id:
+        problems.append(FieldError("provider_id", "you cannot book yourself", "self_booking"))
+    if data.category not in profile.categories:
+        problems.append(
+            FieldError("category", "this provider does not offer it", "category_not_offered")
+        )
+    now = utcnow()
+    if data.scheduled_at <= now:
+        problems.append(FieldError("scheduled_at", "must be in the future", "not_future"))
+    elif data.scheduled_at > now + MAX_AHEAD:
+        problems.append(FieldError("scheduled_at", "must be within a year", "too_far_ahead"))
+    if problems:
+        raise ValidationFailed("The booking cannot be made as asked.", problems)
+    with transaction(session):
+        booking = Booking(
+            id=uuid.uuid4(),
+            consumer_id=consumer.id,
+            provider_id=data.provider_id,
+            category=data.category,
+            scheduled_at=data.scheduled_at,
+            lat=data.lat,
+            lng=data.lng,
+            address=data.address,
+            notes=data.notes,
+            status="requested",
+            last_message_seq=0,
+            created_at=now,
+            updated_at=now,
+        )
+        event = _event(booking, None, "requested", consumer.id, "consumer", None, now)
+        session.add_all([booking, event])
+    return _view(booking, [_event_view(event)])
+
+
+def get_booking(session: Session, *, booking_id: uuid.UUID, viewer: UserView) -> BookingView:
+    booking = session.get(Booking, booking_id)
+    if booking is None or party_of(booking, viewer) is None:
+        raise NotFound("No such booking.")
+    return _view(booking, _history(session, booking_id))
+
+
+def transition(
+    session: Session,
+    *,
+    booking_id: uuid.UUID,
+    action: Action,
+    actor: UserView,
+    reason: str | None = None,
+) -> BookingView:
+    """Apply `action`: 404 if hidden from the actor, 403 if not theirs, 409 if not now."""
+    rule = TRANSITIONS[action]
+    with transaction(session):
+        booking = lock_booking(session, booking_id, actor)
+        party = party_of(booking, actor)
+        assert party is not None
+        if party not in rule.parties:
+            who = " or ".join(sorted(rule.parties))
+            raise Forbidden(f"Only the booking's {who} may {action} it.")
+        if booking.status not in rule.sources:
+            allowed = ", ".join(sorted(rule.sources))
+            raise Conflict(
+                f"This booking is {booking.status}; {action} is only possible when it is {allowed}."
+            )
+        now = utcnow()
+        event = _event(booking, booking.status, rule.target, actor.id, party, reason, now)
+        booking.status = rule.target
+        booking.updated_at = now
+        session.add(event)
+    return _view(booking, _history(session, booking_id))
+
+
+def lock_booking(session: Session, booking_id: uuid.UUID, viewer: UserView) -> Booking:
+    """The booking row, locked for this transaction; 404 unless the viewer may see it."""
+    booking = session.scalar(
+        select(Booking)
+        .where(Booking.id == booking_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if booking is None or party_of(booking, viewer) is None:
+        raise NotFound("No such booking.")
+    return booking
+
+
+def list_bookings(
+    session: Session,
+    *,
+    viewer: UserView,
+    role: Literal["consumer", "provider"] | None,
+    status: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[BookingView]:
+    """The viewer's bookings (as consumer, provider or either), newest first."""
+    b = Booking
+    scope = scope_of("bookings", str(viewer.id), role, status)
+    if role == "consumer":
+        mine = b.consumer_id == viewer.id
+    elif role == "provider":
+        mine = b.provider_id == viewer.id
+    else:
+        mine = or_(b.consumer_id == viewer.id, b.provider_id == viewer.id)
+    query: Select[tuple[Booking]] = select(b).where(mine)
+    if status is not None:
+        query = query.where(b.status == status)
+    if cursor is not None:
+        created, after_id = decode_cursor(cursor, scope)
+        try:
+            created_at, last_id = datetime.fromisoformat(created), uuid.UUID(after_id)
+        except (TypeError, ValueError):
+            raise invalid_cursor() from None
+        query = query.where(
+            or_(b.created_at < created_at, and_(b.created_at == created_at, b.id < last_id))
+        )
+    query = query.order_by(b.created_at.desc(), b.id.desc()).limit(limit + 1)
+    rows = [_view(booking) for booking in session.scalars(query)]
+    return page_of(rows, limit, scope, lambda v: [v.created_at.isoformat(), str(v.id)])
+
+
+def _event(
+    booking: Booking,
+    source: str | None,
+    target: str,
+    actor_id: uuid.UUID,
+    role: str,
+    reason: str | None,
+    at: datetime,
+) -> BookingEvent:
+    return BookingEvent(
+        id=uuid.uuid4(),
+        booking_id=booking.id,
+        from_status=source,
+        to_status=target,
+        actor_id=actor_id,
+        actor_role=role,
+        reason=reason,
+        created_at=at,
+    )
+
+
+def _history(session: Session, booking_id: uuid.UUID) -> list[EventView]:
+    events = session.scalars(
+        select(BookingEvent)
+        .where(BookingEvent.booking_id == booking_id)
+        .order_by(BookingEvent.created_at, BookingEvent.id)
+    )
+    return [_event_view(e) for e in events]
+
+
+def _event_view(e: BookingEvent) -> EventView:
+    return EventView(e.from_status, e.to_status, e.actor_id, e.actor_role, e.reason, e.created_at)
+
+
+def _view(b: Booking, history: list[EventView] | None = None) -> BookingView:
+    return BookingView(
+        id=b.id,
+        consumer_id=b.consumer_id,
+        provider_id=b.provider_id,
+        category=b.category,
+        scheduled_at=b.scheduled_at,
+        lat=b.lat,
+        lng=b.lng,
+        address=b.address,
+        notes=b.notes,
+        status=b.status,
+        created_at=b.created_at,
+        updated_at=b.updated_at,
+        history=history,
+    )

@@ -1,0 +1,67 @@
+"""One review per completed booking, by its consumer; the provider's rating moves with it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from models import ProviderProfile, Review
+from models.base import utcnow
+from services.bookings import lock_booking, party_of
+from services.db import transaction
+from services.errors import Conflict, Forbidden
+from services.users import UserView
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewView:
+    booking_id: uuid.UUID
+    provider_id: uuid.UUID
+    consumer_id: uuid.UUID
+    rating: int
+    comment: str
+    created_at: datetime
+
+
+def post_review(
+    session: Session, *, booking_id: uuid.UUID, author: UserView, rating: int, comment: str
+) -> ReviewView:
+    """404 if hidden, 403 unless the booking's consumer, 409 unless completed or if reviewed."""
+    with transaction(session):
+        booking = lock_booking(session, booking_id, author)
+        if party_of(booking, author) != "consumer":
+            raise Forbidden("Only the booking's consumer may review it.")
+        if booking.status != "completed":
+            raise Conflict(f"This booking is {booking.status}; reviews open once it is completed.")
+        if session.get(Review, booking_id) is not None:
+            raise Conflict("This booking already has a review.")
+        review = Review(
+            booking_id=booking_id,
+            consumer_id=booking.consumer_id,
+            provider_id=booking.provider_id,
+            rating=rating,
+            comment=comment,
+            created_at=utcnow(),
+        )
+        session.add(review)
+        # In SQL, not read-modify-write: concurrent reviews of one provider cannot lose a count.
+        session.execute(
+            update(ProviderProfile)
+            .where(ProviderProfile.user_id == booking.provider_id)
+            .values(
+                rating_sum=ProviderProfile.rating_sum + rating,
+                rating_count=ProviderProfile.rating_count + 1,
+            )
+        )
+    return ReviewView(
+        review.booking_id,
+        review.provider_id,
+        review.consumer_id,
+        review.rating,
+        review.comment,
+        review.created_at,
+    )
