@@ -118,3 +118,11 @@ class Tokens:
 @pytest.fixture
 def tokens(signing_key: SigningKey) -> Tokens:
     return Tokens(signing_key)
+
+
+@pytest.fixture
+def actors(client: FlaskClient, signing_key: SigningKey):  # type: ignore[no-untyped-def]
+    """Factory of signed-in test users: `actors("consumer")`, `actors("provider", "consumer")`."""
+    from tests.support.actors import make_actor
+
+    return lambda *roles, sub=None: make_actor(client, signing_key, *roles, sub=sub)
