@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import create_app
+from models import Base
 from services.components import Components, build_components
 from services.settings import Settings
 from tests.support.database import fresh_database
@@ -126,3 +127,21 @@ def actors(client: FlaskClient, signing_key: SigningKey):  # type: ignore[no-unt
     from tests.support.actors import make_actor
 
     return lambda *roles, sub=None: make_actor(client, signing_key, *roles, sub=sub)
+
+
+@pytest.fixture
+def committed_app(settings: Settings, jwks: FakeJwksFetcher, engine: Engine) -> Iterator[Flask]:
+    """An app whose requests really commit, for tests of concurrent requests.
+
+    Everything it wrote is truncated afterwards (other tests only see rolled-back data).
+    """
+    from sqlalchemy import text
+
+    built = build_components(settings, jwks_fetcher=jwks)
+    app = create_app(components=built)
+    app.config["TESTING"] = True
+    yield app
+    built.engine.dispose()
+    with engine.begin() as connection:
+        tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+        connection.execute(text(f"TRUNCATE {tables} CASCADE"))

@@ -45,7 +45,13 @@ def Text(max_length: int, min_length: int = 0) -> type[str]:
 
 
 class StrictModel(BaseModel):
-    """Input schema: unknown fields are an error, not silently dropped."""
+    """A JSON body: unknown fields are an error, and "5" is not a number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class QueryModel(BaseModel):
+    """A query string: every value arrives as text, so numbers are parsed; unknown names fail."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +86,6 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
-class PageQuery(StrictModel):
+class PageQuery(QueryModel):
     cursor: str | None = Field(None, max_length=512, description="`next_cursor` of the last page")
     limit: int = Field(20, ge=1, le=100)

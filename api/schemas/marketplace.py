@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from api.schemas.common import Line, Location, PageQuery, StrictModel, Text
+from api.schemas.common import Line, Location, PageQuery, QueryModel, StrictModel, Text
 
 Category = Annotated[
     str,
@@ -79,6 +79,7 @@ class ProviderPage(BaseModel):
 class BookingCreate(StrictModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -165,7 +166,7 @@ class Message(BaseModel):
     created_at: datetime
 
 
-class MessageQuery(StrictModel):
+class MessageQuery(QueryModel):
     after: str | None = Field(None, max_length=512, description="a `next_cursor` or `poll_cursor`")
     limit: int = Field(50, ge=1, le=100)
 

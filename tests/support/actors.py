@@ -26,7 +26,7 @@ class Actor:
     _id: str | None = field(default=None, repr=False)
 
     def headers(self, **extra: str) -> dict[str, str]:
-        token = token_for(self.key, self.sub, groups=self.groups)
+        token = token_for(self.key, self.sub, groups=self.groups, username=self.sub)
         return {"Authorization": f"Bearer {token}", **extra}
 
     @property

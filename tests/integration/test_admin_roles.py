@@ -1,0 +1,135 @@
+"""Admins grant and revoke roles: Cognito groups (moto) change, Trellis records and enforces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import ProviderProfile, RoleChange
+from services.aws.cognito import CognitoGroups, DirectoryUnavailable
+from services.components import Components
+from tests.support.actors import Actor
+from tests.support.bookings import ensure_profile
+
+
+@pytest.fixture
+def cognito(components: Components, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("cognito-idp", region_name="us-east-1")
+        pool = client.create_user_pool(PoolName="trellis-test")["UserPool"]["Id"]
+        for group in ("consumers", "providers", "admins"):
+            client.create_group(UserPoolId=pool, GroupName=group)
+        components.groups = CognitoGroups(user_pool_id=pool, region="us-east-1")
+        client.pool_id = pool  # type: ignore[attr-defined]
+        yield client
+
+
+def in_cognito(cognito: Any, actor: Actor) -> Actor:
+    cognito.admin_create_user(
+        UserPoolId=cognito.pool_id, Username=actor.sub, MessageAction="SUPPRESS"
+    )
+    for group in actor.groups:
+        cognito.admin_add_user_to_group(
+            UserPoolId=cognito.pool_id, Username=actor.sub, GroupName=group
+        )
+    return actor
+
+
+def groups_of(cognito: Any, actor: Actor) -> set[str]:
+    listed = cognito.admin_list_groups_for_user(UserPoolId=cognito.pool_id, Username=actor.sub)
+    return {g["GroupName"] for g in listed["Groups"]}
+
+
+def test_grant_adds_the_cognito_group_and_records_it(actors, cognito, session: Session) -> None:  # type: ignore[no-untyped-def]
+    admin, user = actors("admin"), in_cognito(cognito, actors("consumer"))
+    response = admin.post(f"/v1/admin/users/{user.id}/roles", json={"role": "provider"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert (body["action"], body["role"], body["actor_id"]) == ("grant", "provider", admin.id)
+    assert groups_of(cognito, user) == {"consumers", "providers"}
+    change = session.scalars(select(RoleChange).where(RoleChange.user_id == body["user_id"])).one()
+    assert (change.action, change.role, str(change.actor_id)) == ("grant", "provider", admin.id)
+
+
+def test_revoke_takes_effect_before_the_token_expires(actors, cognito, session: Session) -> None:  # type: ignore[no-untyped-def]
+    admin, provider = actors("admin"), in_cognito(cognito, actors("provider"))
+    ensure_profile(provider)
+    consumer = actors("consumer")
+    assert consumer.get(f"/v1/providers/{provider.id}").status_code == 200
+    stale_headers = provider.headers()  # a token issued before the revocation
+    response = admin.delete(f"/v1/admin/users/{provider.id}/roles/provider")
+    assert response.status_code == 200 and response.get_json()["action"] == "revoke"
+    assert groups_of(cognito, provider) == set()
+    # The old token still carries the providers group, but Trellis no longer honours it.
+    refused = provider.client.get("/v1/me/provider-profile", headers=stale_headers)
+    assert refused.status_code == 403
+    assert provider.client.get("/v1/me", headers=stale_headers).get_json()["roles"] == []
+    # Hidden from consumers at once.
+    assert consumer.get(f"/v1/providers/{provider.id}").status_code == 404
+    profile = session.get(ProviderProfile, provider.id)
+    session.refresh(profile)
+    assert profile is not None and profile.active is False
+
+
+def test_regrant_reactivates_with_a_fresh_token(actors, cognito) -> None:  # type: ignore[no-untyped-def]
+    admin, provider = actors("admin"), in_cognito(cognito, actors("provider"))
+    ensure_profile(provider)
+    admin.delete(f"/v1/admin/users/{provider.id}/roles/provider")
+    assert (
+        admin.post(f"/v1/admin/users/{provider.id}/roles", json={"role": "provider"}).status_code
+        == 200
+    )
+    # The app refreshes its tokens and gets the group back.
+    assert provider.get("/v1/me/provider-profile").get_json()["active"] is True
+    assert actors("consumer").get(f"/v1/providers/{provider.id}").status_code == 200
+
+
+def test_only_admins_change_roles(actors, cognito) -> None:  # type: ignore[no-untyped-def]
+    provider, user = actors("provider", "consumer"), in_cognito(cognito, actors("consumer"))
+    assert (
+        provider.post(f"/v1/admin/users/{user.id}/roles", json={"role": "admin"}).status_code == 403
+    )
+    assert provider.delete(f"/v1/admin/users/{user.id}/roles/consumer").status_code == 403
+    assert groups_of(cognito, user) == {"consumers"}
+
+
+def test_unknown_users_and_roles(actors, cognito) -> None:  # type: ignore[no-untyped-def]
+    admin = actors("admin")
+    missing = "00000000-0000-0000-0000-000000000001"
+    assert (
+        admin.post(f"/v1/admin/users/{missing}/roles", json={"role": "provider"}).status_code == 404
+    )
+    user = actors("consumer")  # signed in to Trellis, but not in this Cognito pool
+    assert (
+        admin.post(f"/v1/admin/users/{user.id}/roles", json={"role": "provider"}).status_code == 404
+    )
+    assert admin.post(f"/v1/admin/users/{user.id}/roles", json={"role": "owner"}).status_code == 422
+    assert admin.delete(f"/v1/admin/users/{user.id}/roles/owner").status_code == 422
+
+
+def test_admin_cannot_remove_their_own_admin_role(actors, cognito) -> None:  # type: ignore[no-untyped-def]
+    admin = in_cognito(cognito, actors("admin"))
+    assert admin.delete(f"/v1/admin/users/{admin.id}/roles/admin").status_code == 409
+    assert groups_of(cognito, admin) == {"admins"}
+
+
+def test_cognito_outage_is_503_and_records_nothing(actors, components, session: Session) -> None:  # type: ignore[no-untyped-def]
+    class Down:
+        def add_to_group(self, username: str, group: str) -> None:
+            raise DirectoryUnavailable("simulated")
+
+        remove_from_group = add_to_group
+
+    components.groups = Down()
+    admin, user = actors("admin"), actors("consumer")
+    response = admin.post(f"/v1/admin/users/{user.id}/roles", json={"role": "provider"})
+    assert response.status_code == 503 and "Retry-After" in response.headers
+    assert session.scalars(select(RoleChange)).all() == []
