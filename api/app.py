@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from api import admin, bookings, health, me, providers
+from api.cli import register_cli
 from api.context import register_context
 from api.errors import register_error_handlers
 from api.json import OrjsonProvider
@@ -31,4 +32,5 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     for blueprint in (me.bp, providers.bp, bookings.bp, admin.bp):
         app.register_blueprint(blueprint)
     register_docs(app)
+    register_cli(app)
     return app

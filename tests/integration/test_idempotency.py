@@ -220,3 +220,15 @@ def test_concurrent_retries_run_the_work_once(committed_app: Flask, signing_key,
     assert sorted(set(statuses)) in ([201], [201, 409])
     with Session(engine) as check:
         assert check.scalar(select(func.count()).select_from(Booking)) == 1
+
+
+def test_purge_command(app: Flask, actors, session: Session) -> None:  # type: ignore[no-untyped-def]
+    consumer, provider = actors("consumer"), actors("provider")
+    ensure_profile(provider)
+    consumer.post("/v1/bookings", json=booking_body(provider.id), headers=key())
+    session.execute(update(IdempotencyKey).values(expires_at=utcnow() - timedelta(seconds=1)))
+    session.flush()
+    result = app.test_cli_runner().invoke(args=["purge-idempotency-keys"])
+    assert result.exit_code == 0, result.output
+    assert "removed 1 expired" in result.output
+    assert count(session, IdempotencyKey) == 0
