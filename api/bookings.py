@@ -146,7 +146,7 @@ def _provider_action(action: bookings.Action, summary: str) -> None:
             body_optional=True,
             response=Booking,
             idempotent=True,
-            errors=(409,),
+            errors=(403, 409),
         )(view)
     )
 
@@ -177,6 +177,7 @@ def cancel_booking(booking_id: uuid.UUID, body: CancelRequest) -> Booking:
     response=Message,
     status=201,
     idempotent=True,
+    errors=(403,),
 )
 def post_message(booking_id: uuid.UUID, body: MessageCreate) -> Message:
     """Only the two parties; admins may read but not write (403)."""
@@ -217,7 +218,7 @@ def list_messages(booking_id: uuid.UUID, query: MessageQuery) -> MessagePage:
     response=Review,
     status=201,
     idempotent=True,
-    errors=(409,),
+    errors=(403, 409),
 )
 def post_review(booking_id: uuid.UUID, body: ReviewCreate) -> Review:
     """The booking's consumer, once, after it is completed; updates the provider's rating."""

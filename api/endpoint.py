@@ -2,7 +2,8 @@
 
 The same declaration feeds /openapi.json (api/openapi.py), so the spec cannot drift from
 what the route accepts and returns. Order matters and is fixed here: authentication (401,
-403) before idempotency replay before input validation (400, 415, 422).
+403) before idempotency replay before input validation (path and query 422, then the body:
+400, 415, 422).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel
 from api.auth import authenticate
 from api.idempotency import run_idempotently
 from api.responses import json_response
-from api.validation import parse_json, parse_query, read_body
+from api.validation import parse_json, parse_path, parse_query, read_body
 
 ENDPOINT_ATTRIBUTE = "__trellis_endpoint__"
 
@@ -31,6 +32,7 @@ class Endpoint:
     tags: tuple[str, ...]
     auth: bool
     roles: tuple[str, ...]
+    path: type[BaseModel] | None
     body: type[BaseModel] | None
     body_optional: bool
     query: type[BaseModel] | None
@@ -47,6 +49,7 @@ def endpoint(
     tags: tuple[str, ...],
     auth: bool = True,
     roles: tuple[str, ...] = (),
+    path: type[BaseModel] | None = None,
     body: type[BaseModel] | None = None,
     body_optional: bool = False,
     query: type[BaseModel] | None = None,
@@ -55,7 +58,11 @@ def endpoint(
     idempotent: bool = False,
     errors: tuple[int, ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
-    """Declare a route: `roles` limits it to callers with one of them (403 otherwise)."""
+    """Declare a route: `roles` limits it to callers with one of them (403 otherwise).
+
+    `path` describes path arguments the URL converter does not pin down (e.g. an enum in a
+    plain `<role>` segment): they are validated like the query (422) and documented.
+    """
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
         spec = Endpoint(
@@ -63,6 +70,7 @@ def endpoint(
             tags=tags,
             auth=auth,
             roles=roles,
+            path=path,
             body=body,
             body_optional=body_optional,
             query=query,
@@ -89,6 +97,8 @@ def endpoint(
 
 def _call(view: Callable[..., Any], spec: Endpoint, path: dict[str, Any]) -> Response:
     kwargs = dict(path)
+    if spec.path is not None:
+        kwargs.update(parse_path(spec.path, path))
     if spec.query is not None:
         kwargs["query"] = parse_query(spec.query)
     if spec.body is not None:

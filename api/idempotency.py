@@ -20,7 +20,8 @@ from services import idempotency
 from services.errors import FieldError, TrellisError, ValidationFailed
 
 # Printable ASCII without spaces, as Stripe and the IETF draft's examples use (UUIDs fit).
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_KEY = re.compile(KEY_PATTERN)
 
 
 def run_idempotently(view: Callable[[], Response]) -> Response:

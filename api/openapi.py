@@ -13,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 from werkzeug.routing import Rule
 
 from api.endpoint import ENDPOINT_ATTRIBUTE, Endpoint
+from api.idempotency import KEY_PATTERN
 from api.schemas.common import Problem
 
 API_VERSION = "1.0.0"
@@ -49,9 +50,9 @@ def openapi_json() -> Response:
 def register_docs(app: Flask) -> None:
     """/openapi.json and Swagger UI at /docs, served from the package (no CDN)."""
     app.register_blueprint(bp)
-    app.register_blueprint(
-        get_swaggerui_blueprint("/docs", "/openapi.json", config={"app_name": "Trellis API"})
-    )
+    # validatorUrl None: Swagger UI would otherwise send the spec's URL to validator.swagger.io.
+    config = {"app_name": "Trellis API", "validatorUrl": None}
+    app.register_blueprint(get_swaggerui_blueprint("/docs", "/openapi.json", config=config))
 
 
 def build(app: Flask) -> dict[str, Any]:
@@ -104,6 +105,8 @@ def _schemas(
     for _, _, spec, _ in operations:
         if spec.body:
             wanted.add((spec.body, "validation"))
+        if spec.path:
+            wanted.add((spec.path, "validation"))
         if spec.query:
             wanted.add((spec.query, "validation"))
         if spec.response:
@@ -141,28 +144,16 @@ def _operation(
 def _parameters(
     spec: Endpoint, rule: Rule, refs: dict[tuple[type[BaseModel], str], Any]
 ) -> list[dict[str, Any]]:
-    parameters: list[dict[str, Any]] = [
-        {
-            "name": match["name"],
-            "in": "path",
-            "required": True,
-            "schema": _CONVERTER_SCHEMAS.get(match["converter"] or "default", {"type": "string"}),
-        }
-        for match in _PATH_ARGUMENT.finditer(rule.rule)
-    ]
+    declared = _fields(spec.path) if spec.path else {}
+    parameters: list[dict[str, Any]] = []
+    for match in _PATH_ARGUMENT.finditer(rule.rule):
+        converter = _CONVERTER_SCHEMAS.get(match["converter"] or "default", {"type": "string"})
+        field_schema = declared.get(match["name"], converter)
+        parameters.append(_parameter(match["name"], "path", True, field_schema))
     if spec.query:
-        schema = spec.query.model_json_schema(ref_template="#/components/schemas/{model}")
-        required = set(schema.get("required", []))
-        for name, field_schema in schema.get("properties", {}).items():
-            parameter = {
-                "name": name,
-                "in": "query",
-                "required": name in required,
-                "schema": {k: v for k, v in field_schema.items() if k != "description"},
-            }
-            if "description" in field_schema:
-                parameter["description"] = field_schema["description"]
-            parameters.append(parameter)
+        required = set(spec.query.model_json_schema().get("required", []))
+        for name, field_schema in _fields(spec.query).items():
+            parameters.append(_parameter(name, "query", name in required, field_schema))
     if spec.idempotent:
         parameters.append(
             {
@@ -171,12 +162,37 @@ def _parameters(
                 "required": False,
                 "description": (
                     "Makes retries safe: a retry with the same key and body returns the "
-                    "first response without running again (kept 24 h, per user)."
+                    "first response without running again (kept 24 h, per user). Printable "
+                    "ASCII without spaces, e.g. a UUID."
                 ),
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": KEY_PATTERN,
+                },
             }
         )
     return parameters
+
+
+def _fields(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return schema.get("properties", {})
+
+
+def _parameter(
+    name: str, where: str, required: bool, field_schema: dict[str, Any]
+) -> dict[str, Any]:
+    parameter: dict[str, Any] = {
+        "name": name,
+        "in": where,
+        "required": required,
+        "schema": {k: v for k, v in field_schema.items() if k != "description"},
+    }
+    if "description" in field_schema:
+        parameter["description"] = field_schema["description"]
+    return parameter
 
 
 def _responses(
@@ -207,7 +223,7 @@ def _error_statuses(spec: Endpoint, rule: Rule) -> set[int]:
         statuses.add(404)
     if spec.body:
         statuses |= {400, 413, 415, 422}
-    if spec.query:
+    if spec.query or spec.path:
         statuses.add(422)
     if spec.idempotent:
         statuses |= {409, 422}

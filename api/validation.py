@@ -37,6 +37,16 @@ def parse_query(schema: type[M]) -> M:
         raise _to_client_error(exc) from None
 
 
+def parse_path(schema: type[M], arguments: dict[str, Any]) -> dict[str, Any]:
+    """The path arguments `schema` declares, validated; 422 naming each invalid one."""
+    names = [name for name in schema.model_fields if name in arguments]
+    try:
+        parsed = schema.model_validate({name: arguments[name] for name in names})
+    except ValidationError as exc:
+        raise _to_client_error(exc) from None
+    return {name: getattr(parsed, name) for name in names}
+
+
 def read_body() -> bytes:
     """The request body, read once and cached; 413 past MAX_BODY_BYTES."""
     body = request.get_data(cache=True)  # 413 when Content-Length is over the limit

@@ -3,14 +3,50 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 T = TypeVar("T")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
+# The same rules as JSON Schema patterns (ECMA-262), so clients and generators see them too.
+# "Visible" excludes whitespace (\s, and U+0085 which Python strips but ECMA's \s lacks):
+# a value of only whitespace is empty once trimmed.
+_LINE_CHAR = r"[^\x00-\x1f\x7f]"
+_TEXT_CHAR = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+_VISIBLE_CHAR = r"[^\s\x00-\x1f\x7f\x85]"
+
+
+@dataclass(frozen=True)
+class JsonPattern:
+    """Documents a `pattern` that a validator enforces (with a friendlier message)."""
+
+    pattern: str
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema: dict[str, Any] = handler(core_schema)
+        schema["pattern"] = self.pattern
+        return schema
+
+
+def _pattern(char: str, min_length: int) -> JsonPattern:
+    if min_length < 1:
+        return JsonPattern(f"^{char}*$")
+    return JsonPattern(f"^{char}*{_VISIBLE_CHAR}{char}*$")
 
 
 def _single_line(value: str) -> str:
@@ -32,6 +68,7 @@ def Line(max_length: int, min_length: int = 1) -> type[str]:
         str,
         StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
         AfterValidator(_single_line),
+        _pattern(_LINE_CHAR, min_length),
     ]
 
 
@@ -41,6 +78,7 @@ def Text(max_length: int, min_length: int = 0) -> type[str]:
         str,
         StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
         AfterValidator(_printable),
+        _pattern(_TEXT_CHAR, min_length),
     ]
 
 

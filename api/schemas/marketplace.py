@@ -24,7 +24,10 @@ BookingStatus = Literal[
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must include a time zone, e.g. 2026-12-01T09:00:00Z")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        raise ValueError("must be between the years 1 and 9999 in UTC") from None
 
 
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
@@ -193,6 +196,12 @@ class Review(BaseModel):
 
 class RoleGrant(StrictModel):
     role: Literal["consumer", "provider", "admin"]
+
+
+class RoleInPath(BaseModel):
+    """Path arguments of DELETE .../roles/{role} (text, like a query string)."""
+
+    role: Literal["consumer", "provider", "admin"] = Field(description="the role to revoke")
 
 
 class RoleChange(BaseModel):

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from api.schemas.common import Line, StrictModel
+from api.schemas.common import JsonPattern, Line, StrictModel
 
 Role = Literal["consumer", "provider", "admin"]
 
@@ -22,7 +22,12 @@ def _e164(value: str) -> str:
     return value
 
 
-Phone = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_e164)]
+Phone = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True),
+    AfterValidator(_e164),
+    JsonPattern(_E164.pattern),
+]
 
 
 class Me(BaseModel):
