@@ -141,7 +141,7 @@ def search(
     if near is None:
         query = query.order_by(p.user_id)
         if cursor is not None:
-            (after,) = decode_cursor(cursor, scope)
+            (after,) = _cursor_key(cursor, scope, 1)
             query = query.where(p.user_id > _uuid(after))
         rows = [_view(profile) for profile in session.scalars(query.limit(limit + 1))]
         return page_of(rows, limit, scope, lambda v: [str(v.id)])
@@ -151,8 +151,9 @@ def search(
         _bounding_box(near, lat_col, lng_col), distance <= near.radius_km
     )
     if cursor is not None:
-        after_distance, after_id = decode_cursor(cursor, scope)
-        if not isinstance(after_distance, (int, float)):
+        after_distance, after_id = _cursor_key(cursor, scope, 2)
+        # bool is an int to Python but not a number to SQL: `distance > true` is a 500.
+        if isinstance(after_distance, bool) or not isinstance(after_distance, (int, float)):
             raise invalid_cursor()
         query = query.where(
             or_(
@@ -170,6 +171,14 @@ def search(
 
 def _fields(view: ProviderView) -> dict[str, Any]:
     return {name: getattr(view, name) for name in ProviderView.__slots__}
+
+
+def _cursor_key(cursor: str, scope: str, length: int) -> list[Any]:
+    """The cursor's sort key; a key of the wrong shape is 422 like any foreign cursor."""
+    key = decode_cursor(cursor, scope)
+    if len(key) != length:
+        raise invalid_cursor()
+    return key
 
 
 def _uuid(value: object) -> uuid.UUID:

@@ -1,0 +1,1 @@
+"""Benchmarks run by hand against a local PostgreSQL: `.venv/bin/python -m bench.<name>`."""
