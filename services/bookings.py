@@ -23,7 +23,7 @@ from models import Booking, BookingEvent
 from models.base import utcnow
 from services.db import transaction
 from services.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
-from services.pagination import Page, decode_cursor, invalid_cursor, page_of, scope_of
+from services.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.providers import require_active_provider
 from services.users import UserView
 
@@ -213,11 +213,7 @@ def list_bookings(
     if status is not None:
         query = query.where(b.status == status)
     if cursor is not None:
-        created, after_id = decode_cursor(cursor, scope)
-        try:
-            created_at, last_id = datetime.fromisoformat(created), uuid.UUID(after_id)
-        except (TypeError, ValueError):
-            raise invalid_cursor() from None
+        created_at, last_id = time_and_id(decode_cursor(cursor, scope))
         query = query.where(
             or_(b.created_at < created_at, and_(b.created_at == created_at, b.id < last_id))
         )

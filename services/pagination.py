@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -48,6 +50,18 @@ def invalid_cursor(field: str = "cursor") -> ValidationFailed:
         "The cursor does not belong to this list.",
         [FieldError(field, "not a cursor of this query; start again without it", "cursor_invalid")],
     )
+
+
+def time_and_id(key: list[Any]) -> tuple[datetime, uuid.UUID]:
+    """A (timestamp, id) sort key, or 422: a client may decode and alter its cursor."""
+    try:
+        stamp, ident = key
+        at, row_id = datetime.fromisoformat(stamp), uuid.UUID(ident)
+    except (TypeError, ValueError):
+        raise invalid_cursor() from None
+    if at.tzinfo is None:
+        raise invalid_cursor()
+    return at, row_id
 
 
 def page_of(rows: list[T], limit: int, scope: str, key: Any) -> Page[T]:

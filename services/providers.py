@@ -134,9 +134,9 @@ def search(
         query = query.join(c, and_(c.provider_id == p.user_id, c.category == category))
         lat_col, lng_col = c.lat, c.lng  # so the (category, lat, lng) index does the narrowing
     if text:
-        pattern = (
-            "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        )
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        # The database lowercases both sides, so they agree on every letter (Greek, Turkish...).
+        pattern = func.lower(literal(f"%{escaped}%"))
         query = query.where(func.lower(p.display_name + " " + p.bio).like(pattern, escape="\\"))
     if near is None:
         query = query.order_by(p.user_id)
