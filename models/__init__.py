@@ -11,17 +11,22 @@ from models.marketplace import (
     Review,
     RoleChange,
 )
+from models.media import Device, Notification, OutboxMessage, Upload
 from models.user import User
 
 __all__ = [
     "Base",
     "Booking",
     "BookingEvent",
+    "Device",
     "IdempotencyKey",
     "Message",
+    "Notification",
+    "OutboxMessage",
     "ProviderCategory",
     "ProviderProfile",
     "Review",
     "RoleChange",
+    "Upload",
     "User",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import JSON, String
+from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, TimestampMixin
@@ -25,3 +25,6 @@ class User(TimestampMixin, Base):
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)
     # role -> when an admin last revoked it: tokens issued before that lose the role at once.
     role_revocations: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    avatar_upload_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("uploads.id", use_alter=True, ondelete="SET NULL")
+    )

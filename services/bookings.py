@@ -23,6 +23,7 @@ from models import Booking, BookingEvent
 from models.base import utcnow
 from services.db import transaction
 from services.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from services.notifications import booking_changed
 from services.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.providers import require_active_provider
 from services.users import UserView
@@ -51,6 +52,15 @@ TRANSITIONS: dict[Action, Transition] = {
         "cancelled",
         frozenset({"consumer", "provider", "admin"}),
     ),
+}
+
+
+NOTICES: dict[Action, str] = {
+    "accept": "Your booking was accepted",
+    "decline": "Your booking request was declined",
+    "start": "Your booking has started",
+    "complete": "Your booking is complete: how did it go?",
+    "cancel": "The booking was cancelled",
 }
 
 
@@ -138,6 +148,13 @@ def create_booking(session: Session, *, consumer: UserView, data: NewBooking) ->
         )
         event = _event(booking, None, "requested", consumer.id, "consumer", None, now)
         session.add_all([booking, event])
+        session.flush()
+        booking_changed(
+            session,
+            booking,
+            actor_id=consumer.id,
+            text=f"New {data.category} booking request for {data.scheduled_at:%Y-%m-%d %H:%M} UTC",
+        )
     return _view(booking, [_event_view(event)])
 
 
@@ -175,6 +192,8 @@ def transition(
         booking.status = rule.target
         booking.updated_at = now
         session.add(event)
+        text = NOTICES[action] + (f": {reason}" if reason else "")
+        booking_changed(session, booking, actor_id=actor.id, text=text)
     return _view(booking, _history(session, booking_id))
 
 

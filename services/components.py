@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from services import outbox
 from services.auth import JwksCache, TokenVerifier
 from services.aws.cognito import CognitoGroups, GroupDirectory
 from services.aws.jwks import HttpJwksFetcher, JwksFetcher
+from services.aws.s3 import ObjectStore, S3Store
+from services.aws.sns import PushGateway, SnsPush
 from services.db import build_engine, session_factory
 from services.settings import Settings
+from services.uploads import DEFAULT_LIMITS, UploadLimit
 
 
 @dataclass
 class Components:
-    """What a running Trellis process holds: settings, database and token verifier."""
+    """What a running Trellis process holds: settings, database, verifier, AWS adapters."""
 
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
     verifier: TokenVerifier
     groups: GroupDirectory
+    store: ObjectStore
+    push: PushGateway
+    relay: outbox.OutboxRelay | None = None
+    upload_limits: Mapping[str, UploadLimit] = field(default_factory=dict)
 
 
 def build_components(
@@ -30,6 +40,8 @@ def build_components(
     *,
     jwks_fetcher: JwksFetcher | None = None,
     groups: GroupDirectory | None = None,
+    store: ObjectStore | None = None,
+    push: PushGateway | None = None,
 ) -> Components:
     """Build everything lazily: no connection, JWKS fetch or AWS client until first use."""
     engine = build_engine(settings)
@@ -43,11 +55,61 @@ def build_components(
         token_use=settings.cognito_token_use,
         leeway_seconds=settings.token_leeway_seconds,
     )
-    return Components(
+    push = push or SnsPush(
+        region=settings.aws_region,
+        applications={
+            "ios": settings.sns_platform_application_arn_ios,
+            "android": settings.sns_platform_application_arn_android,
+        },
+    )
+    sessions = session_factory(engine)
+    built = Components(
         settings=settings,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         verifier=verifier,
         groups=groups
         or CognitoGroups(user_pool_id=settings.cognito_user_pool_id, region=settings.aws_region),
+        store=store
+        or S3Store(
+            bucket=settings.uploads_bucket or "",
+            region=settings.aws_region,
+            kms_key_id=settings.kms_key_id,
+        ),
+        push=push,
+        upload_limits=upload_limits(settings),
     )
+    if settings.outbox_relay_in_web:
+        built.relay = outbox.OutboxRelay(
+            sessions, push, max_backoff_seconds=settings.outbox_max_backoff_seconds
+        )
+        wake_relay_after_commit(sessions, built.relay)
+    return built
+
+
+def wake_relay_after_commit(sessions: sessionmaker[Session], relay: outbox.OutboxRelay) -> None:
+    """After a commit that enqueued pushes, nudge the relay (non-blocking)."""
+
+    def after_commit(session: Session) -> None:
+        if session.info.pop(outbox.PENDING_FLAG, False):
+            relay.wake()
+
+    def after_rollback(session: Session) -> None:
+        session.info.pop(outbox.PENDING_FLAG, None)
+
+    event.listen(sessions, "after_commit", after_commit)
+    event.listen(sessions, "after_rollback", after_rollback)
+
+
+def upload_limits(settings: Settings) -> dict[str, UploadLimit]:
+    """The built-in limits with UPLOAD_LIMITS' overrides applied."""
+    limits = dict(DEFAULT_LIMITS)
+    for purpose, override in settings.upload_limits.items():
+        base = limits[purpose]
+        changes: dict[str, Any] = {}
+        if override.max_bytes is not None:
+            changes["max_bytes"] = override.max_bytes
+        if override.content_types is not None:
+            changes["content_types"] = frozenset(override.content_types)
+        limits[purpose] = UploadLimit(**{**base.__dict__, **changes})
+    return limits

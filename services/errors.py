@@ -50,6 +50,14 @@ class Unavailable(TrellisError):
         self.retry_after = retry_after
 
 
+class RateLimited(TrellisError):
+    """Too many requests of this kind; retry after `retry_after` seconds."""
+
+    def __init__(self, detail: str, retry_after: int = 60) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class InvalidToken(TrellisError):
     """The bearer token is not acceptable. `reason` is for the log only, never the client."""
 

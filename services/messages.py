@@ -14,6 +14,7 @@ from models.base import utcnow
 from services.bookings import lock_booking, party_of
 from services.db import transaction
 from services.errors import Forbidden, NotFound
+from services.notifications import notify
 from services.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
 from services.users import UserView
 
@@ -53,6 +54,20 @@ def post_message(
             created_at=utcnow(),
         )
         session.add(message)
+        recipient = booking.provider_id if sender.id == booking.consumer_id else booking.consumer_id
+        notify(
+            session,
+            user_id=recipient,
+            kind="message.new",
+            title="New message",
+            body=body if len(body) <= 140 else body[:139] + "…",
+            data={
+                "booking_id": str(booking_id),
+                "message_id": str(message.id),
+                "deep_link": f"trellis://bookings/{booking_id}/messages",
+            },
+            sender_id=sender.id,
+        )
     return _view(message)
 
 

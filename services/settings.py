@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -23,6 +24,15 @@ def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
+
+
+class UploadLimitSetting(BaseModel):
+    """Overrides for one upload purpose (UPLOAD_LIMITS is a JSON object of these)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_bytes: int | None = Field(None, ge=1, le=5 * 1024**3)
+    content_types: list[str] | None = Field(None, min_length=1)
 
 
 class Settings(BaseModel):
@@ -48,10 +58,47 @@ class Settings(BaseModel):
     db_pool_timeout_seconds: float = Field(5.0, gt=0, le=60, alias="DB_POOL_TIMEOUT_SECONDS")
     db_connect_timeout_seconds: int = Field(3, ge=1, le=60, alias="DB_CONNECT_TIMEOUT_SECONDS")
     db_statement_timeout_ms: int = Field(10_000, ge=0, alias="DB_STATEMENT_TIMEOUT_MS")
+    uploads_bucket: str | None = Field(None, alias="UPLOADS_BUCKET")
+    kms_key_id: str | None = Field(None, alias="KMS_KEY_ID")
+    upload_url_expiry_seconds: int = Field(
+        900, ge=60, le=7 * 24 * 3600, alias="UPLOAD_URL_EXPIRY_SECONDS"
+    )
+    download_url_expiry_seconds: int = Field(
+        300, ge=30, le=7 * 24 * 3600, alias="DOWNLOAD_URL_EXPIRY_SECONDS"
+    )
+    upload_limits: dict[str, UploadLimitSetting] = Field(
+        default_factory=dict, alias="UPLOAD_LIMITS"
+    )
+    uploads_cors_origins: Annotated[tuple[str, ...], Field(min_length=1)] = Field(
+        ("*",), alias="UPLOADS_CORS_ORIGINS"
+    )
+    sns_platform_application_arn_ios: str | None = Field(
+        None, alias="SNS_PLATFORM_APPLICATION_ARN_IOS"
+    )
+    sns_platform_application_arn_android: str | None = Field(
+        None, alias="SNS_PLATFORM_APPLICATION_ARN_ANDROID"
+    )
+    outbox_relay_in_web: bool = Field(True, alias="OUTBOX_RELAY_IN_WEB")
+    outbox_max_backoff_seconds: int = Field(300, ge=1, le=86400, alias="OUTBOX_MAX_BACKOFF_SECONDS")
+    provider_notifications_per_hour: int = Field(
+        10, ge=1, le=1000, alias="PROVIDER_NOTIFICATIONS_PER_HOUR"
+    )
     idempotency_ttl_hours: int = Field(24, ge=1, le=24 * 30, alias="IDEMPOTENCY_TTL_HOURS")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
 
-    _split_client_ids = field_validator("cognito_app_client_ids", mode="before")(_split_csv)
+    _split_client_ids = field_validator(
+        "cognito_app_client_ids", "uploads_cors_origins", mode="before"
+    )(_split_csv)
+
+    @field_validator("upload_limits", mode="before")
+    @classmethod
+    def _limits_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError('must be JSON, e.g. {"avatar": {"max_bytes": 5242880}}') from None
+        return value
 
     @field_validator("cognito_user_pool_id")
     @classmethod
@@ -77,6 +124,8 @@ class Settings(BaseModel):
                 raise ValueError("COGNITO_JWKS_URL must be the pool's own JWKS in production")
             if database_url is None:
                 raise ValueError("DATABASE_URL is required in production")
+            if not self.uploads_bucket:
+                raise ValueError("UPLOADS_BUCKET is required in production")
         object.__setattr__(self, "cognito_issuer", issuer)
         object.__setattr__(self, "cognito_jwks_url", jwks_url)
         if database_url is not None:
@@ -84,6 +133,11 @@ class Settings(BaseModel):
             if not database_url.startswith(("postgresql+psycopg2://", "sqlite://")):
                 raise ValueError("DATABASE_URL must be a postgresql:// or sqlite:// URL")
         object.__setattr__(self, "database_url", database_url)
+        if not self.uploads_bucket:
+            object.__setattr__(self, "uploads_bucket", f"trellis-uploads-{self.app_env}")
+        unknown = set(self.upload_limits) - {"avatar", "booking_attachment", "provider_document"}
+        if unknown:
+            raise ValueError(f"UPLOAD_LIMITS names unknown purposes: {sorted(unknown)}")
         return self
 
     @property

@@ -72,6 +72,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "COGNITO_USER_POOL_ID": POOL_ID,
         "COGNITO_APP_CLIENT_IDS": CLIENT_ID,
         "LOG_LEVEL": "INFO",
+        "OUTBOX_RELAY_IN_WEB": "false",
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -7,7 +7,7 @@ import pytest
 from services.settings import SettingsError, database_url_from_env, load_settings
 
 POOL = "eu-west-1_AbC123"
-BASE = {"COGNITO_USER_POOL_ID": POOL, "COGNITO_APP_CLIENT_IDS": "client-a"}
+BASE = {"COGNITO_USER_POOL_ID": POOL, "COGNITO_APP_CLIENT_IDS": "client-a", "UPLOADS_BUCKET": "up"}
 AWS_ISSUER = f"https://cognito-idp.eu-west-1.amazonaws.com/{POOL}"
 
 
@@ -57,9 +57,27 @@ def test_empty_client_list_is_refused() -> None:
         load_settings({**BASE, "APP_ENV": "test", "COGNITO_APP_CLIENT_IDS": " , "})
 
 
-def test_production_requires_a_database() -> None:
+def test_production_requires_a_database_and_a_bucket() -> None:
     with pytest.raises(SettingsError, match="DATABASE_URL is required"):
         load_settings(BASE)
+    with pytest.raises(SettingsError, match="UPLOADS_BUCKET is required"):
+        load_settings({**BASE, "DATABASE_URL": "postgresql://db/x", "UPLOADS_BUCKET": ""})
+
+
+def test_upload_limits_and_cors_origins() -> None:
+    settings = load_settings(
+        {
+            **BASE,
+            "APP_ENV": "test",
+            "UPLOAD_LIMITS": '{"avatar": {"max_bytes": 1000, "content_types": ["image/png"]}}',
+            "UPLOADS_CORS_ORIGINS": "https://a.example, https://b.example",
+        }
+    )
+    assert settings.upload_limits["avatar"].max_bytes == 1000
+    assert settings.uploads_cors_origins == ("https://a.example", "https://b.example")
+    for bad in ("not json", '{"selfie": {}}', '{"avatar": {"max_bytes": 0}}'):
+        with pytest.raises(SettingsError, match="UPLOAD_LIMITS"):
+            load_settings({**BASE, "APP_ENV": "test", "UPLOAD_LIMITS": bad})
 
 
 @pytest.mark.parametrize(

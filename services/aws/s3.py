@@ -1,0 +1,123 @@
+"""S3 for uploads: presigned POSTs the phone uses directly, and checks of what arrived."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+
+class StorageUnavailable(Exception):
+    """S3 could not be reached or answered with an error that is not about the object."""
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    url: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    size_bytes: int
+    content_type: str
+
+
+class ObjectStore(Protocol):
+    def presign_post(
+        self, *, key: str, content_type: str, max_bytes: int, expires_in: int
+    ) -> PresignedPost: ...
+
+    def presign_get(self, *, key: str, expires_in: int) -> str: ...
+
+    def head(self, key: str) -> StoredObject | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class S3Store:
+    """One bucket; every object encrypted with KMS (the key pinned when one is configured)."""
+
+    def __init__(self, *, bucket: str, region: str, kms_key_id: str | None) -> None:
+        self.bucket = bucket
+        self._region = region
+        self._kms_key_id = kms_key_id
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                config = Config(
+                    signature_version="s3v4",
+                    connect_timeout=3,
+                    read_timeout=5,
+                    retries={"max_attempts": 2, "mode": "standard"},
+                )
+                self._client = boto3.client("s3", region_name=self._region, config=config)
+            return self._client
+
+    def _encryption(self) -> dict[str, str]:
+        fields = {"x-amz-server-side-encryption": "aws:kms"}
+        if self._kms_key_id:
+            fields["x-amz-server-side-encryption-aws-kms-key-id"] = self._kms_key_id
+        return fields
+
+    def presign_post(
+        self, *, key: str, content_type: str, max_bytes: int, expires_in: int
+    ) -> PresignedPost:
+        """A POST policy pinning the key, the type, the size range and KMS encryption.
+
+        Presigning is local computation: it works even while S3 itself is unreachable.
+        """
+        fields = {"Content-Type": content_type, **self._encryption()}
+        conditions: list[Any] = [
+            {"bucket": self.bucket},
+            ["eq", "$key", key],
+            ["content-length-range", 1, max_bytes],
+            *({name: value} for name, value in fields.items()),
+        ]
+        try:
+            post = self.client().generate_presigned_post(
+                Bucket=self.bucket,
+                Key=key,
+                Fields=fields,
+                Conditions=conditions,
+                ExpiresIn=expires_in,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"presign failed: {exc}") from exc
+        return PresignedPost(url=post["url"], fields=dict(post["fields"]))
+
+    def presign_get(self, *, key: str, expires_in: int) -> str:
+        try:
+            return str(
+                self.client().generate_presigned_url(
+                    "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+                )
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"presign failed: {exc}") from exc
+
+    def head(self, key: str) -> StoredObject | None:
+        """What S3 holds at `key`, or None if nothing is there."""
+        try:
+            head = self.client().head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404 or exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return None
+            raise StorageUnavailable(f"head {key} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"head {key} failed: {exc}") from exc
+        return StoredObject(int(head["ContentLength"]), str(head.get("ContentType", "")))
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client().delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"delete {key} failed: {exc}") from exc

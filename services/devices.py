@@ -1,0 +1,115 @@
+"""Push devices: a phone's token registered as an SNS platform endpoint, one row per token."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import Device
+from models.base import utcnow
+from services.aws.sns import PushGateway, PushUnavailable
+from services.db import insert_ignoring_conflict, transaction
+from services.errors import NotFound, Unavailable
+from services.users import UserView
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceView:
+    id: uuid.UUID
+    platform: str
+    enabled: bool
+    app_version: str | None
+    locale: str | None
+    created_at: datetime
+    last_seen_at: datetime
+
+
+def register_device(
+    session: Session,
+    push: PushGateway,
+    *,
+    user: UserView,
+    platform: str,
+    token: str,
+    app_version: str | None,
+    locale: str | None,
+) -> DeviceView:
+    """Idempotent: the same token again updates and re-enables it; a token that moved to
+    another user (a shared or resold phone) is reassigned to the caller."""
+    existing = session.scalar(
+        select(Device).where(Device.platform == platform, Device.token == token)
+    )
+    try:
+        arn = push.register(
+            platform=platform,
+            token=token,
+            user_data=str(user.id),
+            arn=existing.endpoint_arn if existing else None,
+        )
+    except PushUnavailable as exc:
+        raise Unavailable("Push registration is not available right now; retry shortly.") from exc
+    now = utcnow()
+    fields = {
+        "user_id": user.id,
+        "endpoint_arn": arn,
+        "enabled": True,
+        "app_version": app_version,
+        "locale": locale,
+        "last_seen_at": now,
+    }
+    with transaction(session):
+        session.execute(
+            insert_ignoring_conflict(
+                session,
+                Device,
+                {
+                    "id": uuid.uuid4(),
+                    "platform": platform,
+                    "token": token,
+                    "created_at": now,
+                    **fields,
+                },
+                ["platform", "token"],
+            )
+        )
+        device = session.scalars(
+            select(Device)
+            .where(Device.platform == platform, Device.token == token)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+        for name, value in fields.items():
+            setattr(device, name, value)
+    return _view(device)
+
+
+def list_devices(session: Session, *, user_id: uuid.UUID) -> list[DeviceView]:
+    rows = session.scalars(
+        select(Device).where(Device.user_id == user_id).order_by(Device.created_at, Device.id)
+    )
+    return [_view(d) for d in rows]
+
+
+def delete_device(
+    session: Session, push: PushGateway, *, user_id: uuid.UUID, device_id: uuid.UUID
+) -> None:
+    """Deletes the SNS endpoint too; 404 unless the device is the user's."""
+    with transaction(session):
+        device = session.get(Device, device_id, with_for_update=True)
+        if device is None or device.user_id != user_id:
+            raise NotFound("No such device.")
+        try:
+            push.unregister(device.endpoint_arn)
+        except PushUnavailable as exc:
+            raise Unavailable("Push service unreachable; retry the delete shortly.") from exc
+        session.delete(device)
+
+
+def _view(d: Device) -> DeviceView:
+    return DeviceView(
+        d.id, d.platform, d.enabled, d.app_version, d.locale, d.created_at, d.last_seen_at
+    )

@@ -1,0 +1,179 @@
+"""The notification inbox, and the pushes that announce each entry."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from models import Booking, Notification
+from models.base import utcnow
+from services import outbox
+from services.db import transaction
+from services.errors import NotFound, RateLimited
+from services.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
+from services.users import UserView
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationView:
+    id: uuid.UUID
+    kind: str
+    title: str
+    body: str
+    data: dict[str, str]
+    sender_id: uuid.UUID | None
+    read: bool
+    created_at: datetime
+
+
+def notify(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    kind: str,
+    title: str,
+    body: str,
+    data: dict[str, str],
+    sender_id: uuid.UUID | None = None,
+) -> Notification:
+    """An inbox entry and its push, in the caller's transaction (no commit here)."""
+    note = Notification(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        kind=kind,
+        title=title,
+        body=body,
+        data=data,
+        sender_id=sender_id,
+        created_at=utcnow(),
+    )
+    session.add(note)
+    outbox.enqueue(
+        session,
+        user_id=user_id,
+        notification_id=note.id,
+        payload={"kind": kind, "title": title, "body": body, "data": data},
+    )
+    return note
+
+
+def booking_changed(session: Session, booking: Booking, *, actor_id: uuid.UUID, text: str) -> None:
+    """Tell the booking's other party (both, if an admin acted) what just happened."""
+    data = {
+        "booking_id": str(booking.id),
+        "status": booking.status,
+        "deep_link": f"trellis://bookings/{booking.id}",
+    }
+    for recipient in {booking.consumer_id, booking.provider_id} - {actor_id}:
+        notify(
+            session,
+            user_id=recipient,
+            kind=f"booking.{booking.status}",
+            title="Booking update",
+            body=text,
+            data=data,
+            sender_id=actor_id,
+        )
+
+
+def send_from_provider(
+    session: Session,
+    *,
+    sender: UserView,
+    user_id: uuid.UUID,
+    title: str,
+    body: str,
+    data: dict[str, str],
+    per_hour: int,
+) -> NotificationView:
+    """A provider writes to a consumer they have a booking with; 404 for anyone else."""
+    related = session.scalar(
+        select(Booking.id)
+        .where(Booking.provider_id == sender.id, Booking.consumer_id == user_id)
+        .limit(1)
+    )
+    if related is None:
+        raise NotFound("No consumer with this id has a booking with you.")
+    since = utcnow() - timedelta(hours=1)
+    sent = session.scalar(
+        select(func.count())
+        .select_from(Notification)
+        .where(
+            Notification.sender_id == sender.id,
+            Notification.user_id == user_id,
+            Notification.kind == "provider.message",
+            Notification.created_at >= since,
+        )
+    )
+    if (sent or 0) >= per_hour:
+        raise RateLimited(f"At most {per_hour} notifications an hour to one consumer.", 3600)
+    with transaction(session):
+        note = notify(
+            session,
+            user_id=user_id,
+            kind="provider.message",
+            title=title,
+            body=body,
+            data=data,
+            sender_id=sender.id,
+        )
+    return _view(note)
+
+
+def inbox(
+    session: Session, *, user_id: uuid.UUID, unread: bool | None, cursor: str | None, limit: int
+) -> Page[NotificationView]:
+    """The user's notifications, newest first."""
+    n = Notification
+    scope = scope_of("inbox", str(user_id), unread)
+    query = select(n).where(n.user_id == user_id)
+    if unread is not None:
+        query = query.where(n.read_at.is_(None) if unread else n.read_at.is_not(None))
+    if cursor is not None:
+        created_at, after_id = time_and_id(decode_cursor(cursor, scope))
+        query = query.where(
+            or_(n.created_at < created_at, and_(n.created_at == created_at, n.id < after_id))
+        )
+    rows = session.scalars(query.order_by(n.created_at.desc(), n.id.desc()).limit(limit + 1))
+    views = [_view(note) for note in rows]
+    return page_of(views, limit, scope, lambda v: [v.created_at.isoformat(), str(v.id)])
+
+
+def mark_read(
+    session: Session, *, user_id: uuid.UUID, notification_id: uuid.UUID
+) -> NotificationView:
+    """Idempotent; 404 unless the notification is the user's."""
+    with transaction(session):
+        note = session.get(Notification, notification_id)
+        if note is None or note.user_id != user_id:
+            raise NotFound("No such notification.")
+        if note.read_at is None:
+            note.read_at = utcnow()
+    return _view(note)
+
+
+def mark_all_read(session: Session, *, user_id: uuid.UUID) -> int:
+    with transaction(session):
+        result = session.execute(
+            update(Notification)
+            .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+            .values(read_at=utcnow())
+        )
+    return result.rowcount
+
+
+def _view(n: Notification) -> NotificationView:
+    return NotificationView(
+        n.id,
+        n.kind,
+        n.title,
+        n.body,
+        dict(n.data or {}),
+        n.sender_id,
+        n.read_at is not None,
+        n.created_at,
+    )

@@ -1,0 +1,227 @@
+"""The transactional outbox: pushes are written with the change that caused them and
+delivered afterwards by a relay, at least once, never for work that rolled back.
+
+Several relays may drain at once (a thread in each web worker, the worker tier, the CLI):
+`FOR UPDATE SKIP LOCKED` hands each due message to one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Device, Notification, OutboxMessage
+from models.base import utcnow
+from services.aws.sns import EndpointGone, PushGateway, PushUnavailable
+from services.db import transaction
+
+log = logging.getLogger(__name__)
+
+PENDING_FLAG = "trellis.outbox_pending"
+BASE_BACKOFF_SECONDS = 2.0
+
+
+def enqueue(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    payload: dict[str, Any],
+    notification_id: uuid.UUID | None = None,
+) -> OutboxMessage:
+    """Add a push to the caller's transaction; it is sent only if that transaction commits."""
+    message = OutboxMessage(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        notification_id=notification_id,
+        payload=payload,
+        created_at=utcnow(),
+        available_at=utcnow(),
+        attempts=0,
+        delivered_to=[],
+    )
+    session.add(message)
+    session.info[PENDING_FLAG] = True
+    return message
+
+
+@dataclass
+class DrainStats:
+    delivered: int = 0
+    retried: int = 0
+    devices_disabled: int = 0
+
+    def add(self, other: DrainStats) -> None:
+        self.delivered += other.delivered
+        self.retried += other.retried
+        self.devices_disabled += other.devices_disabled
+
+
+def drain(
+    session: Session,
+    push: PushGateway,
+    *,
+    batch: int = 100,
+    max_backoff_seconds: float = 300.0,
+    now: datetime | None = None,
+) -> DrainStats:
+    """Deliver one batch of due messages; returns what happened to them."""
+    now = now or utcnow()
+    stats = DrainStats()
+    with transaction(session):
+        due = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.available_at <= now)
+            .order_by(OutboxMessage.available_at, OutboxMessage.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for message in due:
+            _deliver(session, push, message, now, max_backoff_seconds, stats)
+    return stats
+
+
+def drain_all(session: Session, push: PushGateway, **kwargs: Any) -> DrainStats:
+    """Drain batch after batch until nothing is due (a batch that only retried stops it)."""
+    total = DrainStats()
+    while True:
+        stats = drain(session, push, **kwargs)
+        total.add(stats)
+        if stats.delivered == 0:
+            return total
+
+
+def _deliver(
+    session: Session,
+    push: PushGateway,
+    message: OutboxMessage,
+    now: datetime,
+    max_backoff: float,
+    stats: DrainStats,
+) -> None:
+    done = set(message.delivered_to)
+    devices = session.scalars(
+        select(Device).where(Device.user_id == message.user_id, Device.enabled)
+    ).all()
+    badge = _unread(session, message.user_id)
+    error: str | None = None
+    for device in devices:
+        if str(device.id) in done:
+            continue
+        try:
+            push.publish(
+                arn=device.endpoint_arn, message=sns_message(device.platform, message, badge)
+            )
+            done.add(str(device.id))
+        except EndpointGone:
+            device.enabled = False  # uninstalled or token revoked: never retry this one
+            stats.devices_disabled += 1
+        except PushUnavailable as exc:
+            error = str(exc)[:1000]
+    message.delivered_to = sorted(done)
+    message.attempts += 1
+    if error is None:
+        message.delivered_at = now
+        message.last_error = None
+        stats.delivered += 1
+        return
+    message.last_error = error
+    message.available_at = now + backoff(message.attempts, max_backoff)
+    stats.retried += 1
+    log.warning("push retry scheduled", extra={"outbox_id": str(message.id), "error": error})
+
+
+def backoff(attempts: int, cap_seconds: float) -> timedelta:
+    """Exponential (2 s, 4 s, 8 s...) with ±10% jitter, never above the cap."""
+    delay = min(cap_seconds, BASE_BACKOFF_SECONDS * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=delay * random.uniform(0.9, 1.0))  # noqa: S311 - not crypto
+
+
+def _unread(session: Session, user_id: uuid.UUID) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+        )
+        or 0
+    )
+
+
+def sns_message(platform: str, message: OutboxMessage, badge: int) -> str:
+    """SNS MessageStructure=json: an APNs and an FCM (HTTP v1) payload, built per platform."""
+    payload = message.payload
+    data = {str(k): str(v) for k, v in dict(payload.get("data") or {}).items()}
+    data |= {"outbox_id": str(message.id), "kind": str(payload.get("kind", ""))}
+    if message.notification_id:
+        data["notification_id"] = str(message.notification_id)
+    silent = bool(payload.get("silent"))
+    title, body = str(payload.get("title", "")), str(payload.get("body", ""))
+    apns: dict[str, Any] = {"trellis": data}
+    if silent:
+        apns["aps"] = {"content-available": 1}
+    else:
+        apns["aps"] = {"alert": {"title": title, "body": body}, "badge": badge, "sound": "default"}
+    fcm: dict[str, Any] = {"data": data, "android": {"priority": "high"}}
+    if not silent:
+        fcm["notification"] = {"title": title, "body": body}
+        fcm["android"]["notification"] = {"notification_count": badge}
+    apns_json = orjson.dumps(apns).decode()
+    document = {
+        "default": body or str(payload.get("kind", "")),
+        "APNS": apns_json,
+        "APNS_SANDBOX": apns_json,
+        "GCM": orjson.dumps({"fcmV1Message": {"message": fcm}}).decode(),
+    }
+    return orjson.dumps(document).decode()
+
+
+class OutboxRelay:
+    """A background thread in a web worker: woken after a commit that enqueued pushes,
+    and every `interval` seconds in case another process left some behind."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        push: PushGateway,
+        *,
+        interval: float = 5.0,
+        max_backoff_seconds: float = 300.0,
+        drainer: Callable[..., DrainStats] = drain_all,
+    ) -> None:
+        self._sessions = sessions
+        self._push = push
+        self._interval = interval
+        self._max_backoff = max_backoff_seconds
+        self._drain = drainer
+        self._wake = threading.Event()
+        self._started = False
+        self._lock = threading.Lock()
+
+    def wake(self) -> None:
+        """Cheap and non-blocking: safe to call from a request thread after commit."""
+        if not self._started:
+            with self._lock:
+                if not self._started:
+                    threading.Thread(target=self._run, name="outbox-relay", daemon=True).start()
+                    self._started = True
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                with self._sessions() as session:
+                    self._drain(session, self._push, max_backoff_seconds=self._max_backoff)
+            except Exception:  # the relay must outlive any one failure; the rows wait
+                log.exception("outbox relay pass failed")
