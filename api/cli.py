@@ -1,13 +1,15 @@
-"""Operator commands: `flask --app application <command>`."""
+"""Operator commands: `flask --app application <group> <command>`."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 from flask import Flask
-from flask.cli import with_appcontext
+from flask.cli import AppGroup, with_appcontext
 
 from api.context import components
-from services import idempotency
+from services import idempotency, infra, outbox, uploads
 
 
 @click.command("purge-idempotency-keys")
@@ -19,5 +21,48 @@ def purge_idempotency_keys() -> None:
     click.echo(f"removed {removed} expired idempotency keys")
 
 
+uploads_cli = AppGroup("uploads", help="Uploads to S3.")
+
+
+@uploads_cli.command("cleanup")
+@click.option("--older-than-hours", default=24, show_default=True, type=click.IntRange(min=1))
+def cleanup_uploads(older_than_hours: int) -> None:
+    """Delete uploads still pending after this long, with their objects."""
+    with components().sessions() as session:
+        removed = uploads.cleanup_pending(
+            session, components().store, older_than=timedelta(hours=older_than_hours)
+        )
+    click.echo(f"removed {removed} abandoned uploads")
+
+
+outbox_cli = AppGroup("outbox", help="The push notification outbox.")
+
+
+@outbox_cli.command("drain")
+def drain_outbox() -> None:
+    """Deliver every due push now (safe to run beside other relays)."""
+    built = components()
+    with built.sessions() as session:
+        stats = outbox.drain_all(
+            session, built.push, max_backoff_seconds=built.settings.outbox_max_backoff_seconds
+        )
+    click.echo(
+        f"delivered {stats.delivered}, retry scheduled {stats.retried}, "
+        f"devices disabled {stats.devices_disabled}"
+    )
+
+
+infra_cli = AppGroup("infra", help="AWS resources the app relies on.")
+
+
+@infra_cli.command("ensure")
+def ensure_infra() -> None:
+    """Create or update the buckets' settings (for local runs and tests; production uses the
+    deployment templates)."""
+    for line in infra.ensure(components().store, components().settings):
+        click.echo(line)
+
+
 def register_cli(app: Flask) -> None:
-    app.cli.add_command(purge_idempotency_keys)
+    for command in (purge_idempotency_keys, uploads_cli, outbox_cli, infra_cli):
+        app.cli.add_command(command)

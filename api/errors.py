@@ -16,6 +16,7 @@ from services.errors import (
     Forbidden,
     InvalidToken,
     NotFound,
+    RateLimited,
     TrellisError,
     Unavailable,
     ValidationFailed,
@@ -37,6 +38,7 @@ _TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
     Conflict: (409, "/problems/conflict", "Conflict"),
     ValidationFailed: (422, "/problems/validation-failed", "Request validation failed"),
     Unavailable: (503, "/problems/unavailable", "Service temporarily unavailable"),
+    RateLimited: (429, "/problems/rate-limited", "Too many requests"),
     InvalidToken: (401, "/problems/invalid-token", "Unauthorized"),
 }
 
@@ -114,6 +116,8 @@ def _trellis_error(exc: TrellisError) -> Response:
         if not isinstance(exc, MissingToken):
             challenge += ', error="invalid_token"'
         headers["WWW-Authenticate"] = challenge
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
         log.warning("dependency unavailable", extra={"detail": exc.detail}, exc_info=exc.__cause__)

@@ -32,6 +32,7 @@ _ERROR_TEXT = {
     409: "Conflicts with the current state, or the same Idempotency-Key is in use",
     413: "Body too large",
     415: "Body is not application/json",
+    429: "Too many requests; retry after Retry-After seconds",
     422: "Invalid fields (see `errors`), or Idempotency-Key reused with another request",
     503: "A dependency is down; retry after Retry-After seconds",
 }

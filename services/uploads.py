@@ -16,7 +16,14 @@ from models.base import utcnow
 from services.aws.s3 import ObjectStore, PresignedPost, StorageUnavailable
 from services.bookings import party_of
 from services.db import transaction
-from services.errors import Conflict, FieldError, NotFound, Unavailable, ValidationFailed
+from services.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
 from services.users import UserView
 
 T = TypeVar("T")
@@ -103,6 +110,8 @@ def issue_upload(
 def _check(
     session: Session, owner: UserView, data: NewUpload, limits: Mapping[str, UploadLimit]
 ) -> None:
+    if data.purpose == "provider_document" and "provider" not in owner.roles:
+        raise Forbidden("Provider documents need the provider role.")
     limit = limits[data.purpose]
     problems: list[FieldError] = []
     if data.content_type not in limit.content_types:

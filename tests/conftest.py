@@ -15,6 +15,7 @@ from models import Base
 from services.components import Components, build_components
 from services.settings import Settings
 from tests.support.database import fresh_database
+from tests.support.fakes import FakePush, FakeStore
 from tests.support.tokens import CLIENT_ID, POOL_ID, FakeJwksFetcher, SigningKey, token_for
 
 
@@ -84,10 +85,24 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def push() -> FakePush:
+    return FakePush()
+
+
+@pytest.fixture
 def components(
-    settings: Settings, jwks: FakeJwksFetcher, sessions: sessionmaker[Session]
+    settings: Settings,
+    jwks: FakeJwksFetcher,
+    sessions: sessionmaker[Session],
+    store: FakeStore,
+    push: FakePush,
 ) -> Components:
-    built = build_components(settings, jwks_fetcher=jwks)
+    built = build_components(settings, jwks_fetcher=jwks, store=store, push=push)
     built.sessions = sessions
     return built
 
@@ -138,7 +153,7 @@ def committed_app(settings: Settings, jwks: FakeJwksFetcher, engine: Engine) -> 
     """
     from sqlalchemy import text
 
-    built = build_components(settings, jwks_fetcher=jwks)
+    built = build_components(settings, jwks_fetcher=jwks, store=FakeStore(), push=FakePush())
     app = create_app(components=built)
     app.config["TESTING"] = True
     yield app

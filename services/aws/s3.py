@@ -38,6 +38,8 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def ensure_bucket(self, *, cors_origins: list[str]) -> list[str]: ...
+
 
 class S3Store:
     """One bucket; every object encrypted with KMS (the key pinned when one is configured)."""
@@ -121,3 +123,58 @@ class S3Store:
             self.client().delete_object(Bucket=self.bucket, Key=key)
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailable(f"delete {key} failed: {exc}") from exc
+
+    def ensure_bucket(self, *, cors_origins: list[str]) -> list[str]:
+        """Create the bucket if missing; block public access; KMS default encryption;
+        versioning; CORS for browser-style POSTs. Idempotent."""
+        s3 = self.client()
+        done = [self._create_bucket(s3)]
+        s3.put_public_access_block(
+            Bucket=self.bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        rule: dict[str, Any] = {"SSEAlgorithm": "aws:kms"}
+        if self._kms_key_id:
+            rule["KMSMasterKeyID"] = self._kms_key_id
+        s3.put_bucket_encryption(
+            Bucket=self.bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": rule, "BucketKeyEnabled": True}]
+            },
+        )
+        s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_cors(
+            Bucket=self.bucket,
+            CORSConfiguration={
+                "CORSRules": [
+                    {
+                        "AllowedMethods": ["POST", "GET"],
+                        "AllowedOrigins": cors_origins,
+                        "AllowedHeaders": ["*"],
+                        "ExposeHeaders": ["ETag"],
+                        "MaxAgeSeconds": 3000,
+                    }
+                ]
+            },
+        )
+        done.append(f"{self.bucket}: public access blocked, KMS encryption, versioning, CORS")
+        return done
+
+    def _create_bucket(self, s3: Any) -> str:
+        try:
+            s3.head_bucket(Bucket=self.bucket)
+            return f"{self.bucket}: exists"
+        except ClientError:
+            pass
+        if self._region == "us-east-1":
+            s3.create_bucket(Bucket=self.bucket)
+        else:
+            s3.create_bucket(
+                Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": self._region}
+            )
+        return f"{self.bucket}: created"

@@ -1,0 +1,208 @@
+"""Uploads (/v1/uploads), push devices (/v1/devices) and the inbox (/v1/notifications)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from flask import Blueprint, Response
+
+from api.auth import current_user
+from api.context import components, db_session
+from api.endpoint import endpoint
+from api.responses import json_response
+from api.schemas.media import (
+    Device,
+    DeviceCreate,
+    DevicePage,
+    Notification,
+    NotificationCreate,
+    NotificationPage,
+    NotificationQuery,
+    PresignedPost,
+    ReadAll,
+    Upload,
+    UploadCreate,
+)
+from services import devices, notifications, uploads
+
+bp = Blueprint("media", __name__, url_prefix="/v1")
+
+
+def _fields(view: object, *skip: str) -> dict[str, object]:
+    return {n: getattr(view, n) for n in view.__slots__ if n not in skip}  # type: ignore[attr-defined]
+
+
+def _upload(view: uploads.UploadView, expires_in: int | None = None) -> Upload:
+    post = None
+    if view.upload is not None and expires_in is not None:
+        post = PresignedPost(
+            url=view.upload.url,
+            fields=view.upload.fields,
+            expires_at=view.created_at + timedelta(seconds=expires_in),
+        )
+    return Upload(**_fields(view, "upload", "owner_id", "key"), upload=post)
+
+
+@bp.post("/uploads")
+@endpoint(
+    summary="Start an upload: get a presigned POST",
+    tags=("uploads",),
+    body=UploadCreate,
+    response=Upload,
+    status=201,
+    idempotent=True,
+    errors=(403,),
+)
+def create_upload(body: UploadCreate) -> Response:
+    """Type and size are checked against the purpose's limits before any URL is issued.
+    provider_document needs the provider role."""
+    settings = components().settings
+    view = uploads.issue_upload(
+        db_session(),
+        components().store,
+        owner=current_user(),
+        data=uploads.NewUpload(
+            purpose=body.purpose,
+            content_type=body.content_type,
+            size_bytes=body.size_bytes,
+            filename=body.filename,
+            booking_id=body.booking_id,
+        ),
+        limits=components().upload_limits,
+        expires_in=settings.upload_url_expiry_seconds,
+    )
+    response = json_response(_upload(view, settings.upload_url_expiry_seconds), 201)
+    response.headers["Location"] = f"/v1/uploads/{view.id}"
+    return response
+
+
+@bp.post("/uploads/<uuid:upload_id>/complete")
+@endpoint(
+    summary="Confirm an upload: checks what S3 received",
+    tags=("uploads",),
+    response=Upload,
+    idempotent=True,
+    errors=(409,),
+)
+def complete_upload(upload_id: uuid.UUID) -> Upload:
+    """422 (and the object deleted) if its size or type differ from what was declared."""
+    view = uploads.complete_upload(
+        db_session(), components().store, owner=current_user(), upload_id=upload_id
+    )
+    return _upload(view)
+
+
+@bp.get("/uploads/<uuid:upload_id>")
+@endpoint(summary="An upload, with a short-lived download URL", tags=("uploads",), response=Upload)
+def get_upload(upload_id: uuid.UUID) -> Upload:
+    """For its owner and, for booking attachments, the booking's other party."""
+    view = uploads.get_upload(
+        db_session(),
+        components().store,
+        viewer=current_user(),
+        upload_id=upload_id,
+        expires_in=components().settings.download_url_expiry_seconds,
+    )
+    return _upload(view)
+
+
+@bp.delete("/uploads/<uuid:upload_id>")
+@endpoint(summary="Delete an upload and its file", tags=("uploads",), status=204)
+def delete_upload(upload_id: uuid.UUID) -> None:
+    uploads.delete_upload(
+        db_session(), components().store, owner=current_user(), upload_id=upload_id
+    )
+
+
+@bp.post("/devices")
+@endpoint(
+    summary="Register this phone for push", tags=("devices",), body=DeviceCreate, response=Device
+)
+def register_device(body: DeviceCreate) -> Device:
+    """Idempotent per token: sending it again updates and re-enables the device."""
+    view = devices.register_device(
+        db_session(),
+        components().push,
+        user=current_user(),
+        platform=body.platform,
+        token=body.token,
+        app_version=body.app_version,
+        locale=body.locale,
+    )
+    return Device(**_fields(view))
+
+
+@bp.get("/devices")
+@endpoint(summary="Your registered devices", tags=("devices",), response=DevicePage)
+def list_devices() -> DevicePage:
+    rows = devices.list_devices(db_session(), user_id=current_user().id)
+    return DevicePage(items=[Device(**_fields(v)) for v in rows], next_cursor=None)
+
+
+@bp.delete("/devices/<uuid:device_id>")
+@endpoint(summary="Unregister a device", tags=("devices",), status=204)
+def delete_device(device_id: uuid.UUID) -> None:
+    devices.delete_device(
+        db_session(), components().push, user_id=current_user().id, device_id=device_id
+    )
+
+
+@bp.post("/notifications")
+@endpoint(
+    summary="Notify a consumer you have a booking with",
+    tags=("notifications",),
+    roles=("provider",),
+    body=NotificationCreate,
+    response=Notification,
+    status=201,
+    idempotent=True,
+    errors=(404, 429),
+)
+def send_notification(body: NotificationCreate) -> Notification:
+    """Providers only; 404 for anyone who has no booking with you; rate-limited per consumer."""
+    view = notifications.send_from_provider(
+        db_session(),
+        sender=current_user(),
+        user_id=body.user_id,
+        title=body.title,
+        body=body.body,
+        data=dict(body.data),
+        per_hour=components().settings.provider_notifications_per_hour,
+    )
+    return Notification(**_fields(view))
+
+
+@bp.get("/notifications")
+@endpoint(
+    summary="Your notifications, newest first",
+    tags=("notifications",),
+    query=NotificationQuery,
+    response=NotificationPage,
+)
+def list_notifications(query: NotificationQuery) -> NotificationPage:
+    page = notifications.inbox(
+        db_session(),
+        user_id=current_user().id,
+        unread=query.unread,
+        cursor=query.cursor,
+        limit=query.limit,
+    )
+    return NotificationPage(
+        items=[Notification(**_fields(v)) for v in page.items], next_cursor=page.next_cursor
+    )
+
+
+@bp.post("/notifications/<uuid:notification_id>/read")
+@endpoint(summary="Mark one notification read", tags=("notifications",), response=Notification)
+def read_notification(notification_id: uuid.UUID) -> Notification:
+    view = notifications.mark_read(
+        db_session(), user_id=current_user().id, notification_id=notification_id
+    )
+    return Notification(**_fields(view))
+
+
+@bp.post("/notifications/read-all")
+@endpoint(summary="Mark every notification read", tags=("notifications",), response=ReadAll)
+def read_all_notifications() -> ReadAll:
+    return ReadAll(updated=notifications.mark_all_read(db_session(), user_id=current_user().id))

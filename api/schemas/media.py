@@ -1,0 +1,124 @@
+"""Schemas of uploads, devices and notifications."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+
+from api.schemas.common import Line, PageQuery, StrictModel, Text
+
+Purpose = Literal["avatar", "booking_attachment", "provider_document"]
+MediaType = Annotated[
+    str,
+    StringConstraints(max_length=100, pattern=r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$"),
+    Field(examples=["image/jpeg"]),
+]
+
+
+def _a_name_not_a_path(value: str) -> str:
+    if "/" in value or "\\" in value or value in (".", ".."):
+        raise ValueError("must be a file name, not a path")
+    return value
+
+
+FileName = Annotated[Line(255), AfterValidator(_a_name_not_a_path)]  # type: ignore[misc]
+
+
+class UploadCreate(StrictModel):
+    purpose: Purpose
+    content_type: MediaType
+    size_bytes: int = Field(ge=1, le=5 * 1024**3, description="exact size of the file")
+    filename: FileName | None = Field(None, description="shown to people; never used in the key")  # type: ignore[valid-type]
+    booking_id: uuid.UUID | None = Field(None, description="required for booking_attachment")
+
+
+class PresignedPost(BaseModel):
+    """POST the file as multipart/form-data: every field, then the file as `file`."""
+
+    url: str
+    fields: dict[str, str]
+    expires_at: datetime
+
+
+class Upload(BaseModel):
+    id: uuid.UUID
+    purpose: Purpose
+    booking_id: uuid.UUID | None
+    content_type: str
+    size_bytes: int
+    filename: str | None
+    status: Literal["pending", "ready", "rejected"]
+    created_at: datetime
+    completed_at: datetime | None
+    download_url: str | None = Field(description="short-lived; only when ready")
+    upload: PresignedPost | None = Field(None, description="only in the answer to POST")
+
+
+class DeviceCreate(StrictModel):
+    platform: Literal["ios", "android"]
+    # APNs tokens are hex; FCM registration tokens use [A-Za-z0-9_:-].
+    token: Annotated[
+        str, StringConstraints(min_length=8, max_length=4096, pattern=r"^[A-Za-z0-9_:.-]+$")
+    ]
+    app_version: Line(32) | None = None  # type: ignore[valid-type]
+    locale: (
+        Annotated[
+            str, StringConstraints(max_length=35, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
+        ]
+        | None
+    ) = Field(None, examples=["de-DE"])
+
+
+class Device(BaseModel):
+    id: uuid.UUID
+    platform: Literal["ios", "android"]
+    enabled: bool = Field(description="false once the push service reported it gone")
+    app_version: str | None
+    locale: str | None
+    created_at: datetime
+    last_seen_at: datetime
+
+
+class DevicePage(BaseModel):
+    items: list[Device]
+    next_cursor: str | None
+
+
+DataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+DataValue = Line(500, min_length=0)
+
+
+class NotificationCreate(StrictModel):
+    user_id: uuid.UUID = Field(description="a consumer who has a booking with you")
+    title: Line(100) = Field(examples=["Running 10 minutes late"])  # type: ignore[valid-type]
+    body: Text(1000, min_length=1) = Field(examples=["Traffic on the A100, sorry!"])  # type: ignore[valid-type]
+    data: dict[DataKey, DataValue] = Field(  # type: ignore[valid-type]
+        default_factory=dict, max_length=20
+    )
+
+
+class Notification(BaseModel):
+    id: uuid.UUID
+    kind: str = Field(examples=["booking.accepted"])
+    title: str
+    body: str
+    data: dict[str, str]
+    sender_id: uuid.UUID | None
+    read: bool
+    created_at: datetime
+
+
+class NotificationQuery(PageQuery):
+    unread: bool | None = Field(None, description="true: unread only; false: read only")
+
+
+class NotificationPage(BaseModel):
+    items: list[Notification]
+    next_cursor: str | None
+
+
+class ReadAll(BaseModel):
+    updated: int

@@ -1,0 +1,74 @@
+"""In-memory stand-ins for the S3 and SNS adapters (the AWS boundary) in fast tests."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from services.aws.s3 import PresignedPost, StorageUnavailable, StoredObject
+from services.aws.sns import EndpointGone, PushUnavailable
+
+
+@dataclass
+class FakeStore:
+    objects: dict[str, StoredObject] = field(default_factory=dict)
+    down: bool = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise StorageUnavailable("simulated outage")
+
+    def presign_post(
+        self, *, key: str, content_type: str, max_bytes: int, expires_in: int
+    ) -> PresignedPost:
+        return PresignedPost(
+            url="https://uploads.example/bucket", fields={"key": key, "Content-Type": content_type}
+        )
+
+    def presign_get(self, *, key: str, expires_in: int) -> str:
+        return f"https://uploads.example/bucket/{key}?expires={expires_in}"
+
+    def head(self, key: str) -> StoredObject | None:
+        self._check()
+        return self.objects.get(key)
+
+    def delete(self, key: str) -> None:
+        self._check()
+        self.objects.pop(key, None)
+
+    def ensure_bucket(self, *, cors_origins: list[str]) -> list[str]:
+        return ["fake bucket"]
+
+
+@dataclass
+class FakePush:
+    """Records every publish; `down` makes SNS fail; `gone` holds endpoints that were removed."""
+
+    published: list[tuple[str, str]] = field(default_factory=list)
+    endpoints: dict[str, str] = field(default_factory=dict)  # arn -> token
+    gone: set[str] = field(default_factory=set)
+    down: bool = False
+
+    def register(self, *, platform: str, token: str, user_data: str, arn: str | None) -> str:
+        if self.down:
+            raise PushUnavailable("simulated outage")
+        if arn is None or arn in self.gone:
+            arn = next((a for a, t in self.endpoints.items() if t == token), None) or (
+                f"arn:aws:sns:us-east-1:123456789012:endpoint/{platform}/{uuid.uuid4()}"
+            )
+        self.endpoints[arn] = token
+        self.gone.discard(arn)
+        return arn
+
+    def unregister(self, arn: str) -> None:
+        if self.down:
+            raise PushUnavailable("simulated outage")
+        self.endpoints.pop(arn, None)
+
+    def publish(self, *, arn: str, message: str) -> str:
+        if self.down:
+            raise PushUnavailable("simulated outage")
+        if arn in self.gone:
+            raise EndpointGone(arn)
+        self.published.append((arn, message))
+        return str(uuid.uuid4())
