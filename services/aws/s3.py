@@ -91,8 +91,9 @@ class S3Store:
                 Conditions=conditions,
                 ExpiresIn=expires_in,
             )
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageUnavailable(f"presign failed: {exc}") from exc
+        except (BotoCoreError, ClientError, AttributeError) as exc:
+            # AttributeError: botocore's POST signer with no credentials at all.
+            raise StorageUnavailable(f"presign failed: {exc!r}") from exc
         return PresignedPost(url=post["url"], fields=dict(post["fields"]))
 
     def presign_get(self, *, key: str, expires_in: int) -> str:
