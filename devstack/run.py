@@ -8,6 +8,7 @@ import sys
 import time
 from types import FrameType
 
+from devstack.aws import ensure_buckets, push_applications
 from devstack.cognito import DEMO_USERS, provision
 from devstack.processes import ROOT, base_env, migrate, start_gunicorn, start_moto, stop
 
@@ -31,10 +32,16 @@ def main() -> int:
         moto = start_moto(moto_port, log=STATE / "moto.log")
         pool = provision(f"http://127.0.0.1:{moto_port}")
         pool.save(POOL_FILE)
-        env = base_env(APP_ENV="development", **pool.trellis_env())
+        env = base_env(
+            APP_ENV="development",
+            UPLOADS_BUCKET="trellis-uploads-local",
+            **pool.trellis_env(),
+            **push_applications(pool.endpoint_url),
+        )
         env.setdefault("DATABASE_URL", "sqlite:///instance/trellis-dev.db")
         print(f"Migrating {env['DATABASE_URL']} ...")
         migrate(env)
+        ensure_buckets(env)
         print(f"Starting Trellis (gunicorn) on 127.0.0.1:{port} ...")
         gunicorn = start_gunicorn(port, env)
         print(banner(port))

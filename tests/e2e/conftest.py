@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from devstack.aws import ensure_buckets, push_applications
 from devstack.cognito import LocalPool, provision
 from devstack.processes import base_env, free_port, migrate, start_gunicorn, start_moto, stop
 from tests.support.database import fresh_database
+from tests.support.proxy import FaultyProxy
 
 
 @dataclass(frozen=True)
@@ -20,23 +22,41 @@ class Stack:
     pool: LocalPool
     database_url: str
     logs: Path
+    sns_proxy: FaultyProxy  # SNS traffic goes through it, so tests can cut it
+    bucket: str = "trellis-uploads-e2e"
+
+    @property
+    def moto_url(self) -> str:
+        return self.pool.endpoint_url
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     logs = Path(tempfile.mkdtemp(prefix="trellis-e2e-"))
-    moto = gunicorn = None
+    moto = gunicorn = proxy = None
     try:
         moto_port = free_port()
         moto = start_moto(moto_port, log=logs / "moto.log")
         pool = provision(f"http://127.0.0.1:{moto_port}")
+        proxy = FaultyProxy(moto_port)
         with fresh_database("trellis_e2e", migrate=False) as database_url:
-            env = base_env(APP_ENV="test", DATABASE_URL=database_url, **pool.trellis_env())
+            env = base_env(
+                APP_ENV="test",
+                DATABASE_URL=database_url,
+                UPLOADS_BUCKET=Stack.bucket,
+                OUTBOX_MAX_BACKOFF_SECONDS="1",
+                AWS_ENDPOINT_URL_SNS=f"http://127.0.0.1:{proxy.port}",
+                **pool.trellis_env(),
+                **push_applications(pool.endpoint_url),
+            )
             migrate(env)  # through the alembic CLI, as a deployment runs it
+            ensure_buckets(env)
             port = free_port()
             gunicorn = start_gunicorn(port, env, log=logs / "gunicorn.log")
-            yield Stack(f"http://127.0.0.1:{port}", pool, database_url, logs)
+            yield Stack(f"http://127.0.0.1:{port}", pool, database_url, logs, proxy)
             stop(gunicorn)
     finally:
         stop(gunicorn)
         stop(moto)
+        if proxy is not None:
+            proxy.close()
