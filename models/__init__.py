@@ -1,5 +1,6 @@
 """SQLAlchemy 2 typed tables. Importing this package registers every table on Base.metadata."""
 
+from models.analytics import Event, ExportRun, ExportWatermark
 from models.base import Base
 from models.idempotency import IdempotencyKey
 from models.marketplace import (
@@ -12,6 +13,7 @@ from models.marketplace import (
     RoleChange,
 )
 from models.media import Device, Notification, OutboxMessage, Upload
+from models.sync import SyncDataset, SyncRecord
 from models.user import User
 
 __all__ = [
@@ -19,6 +21,9 @@ __all__ = [
     "Booking",
     "BookingEvent",
     "Device",
+    "Event",
+    "ExportRun",
+    "ExportWatermark",
     "IdempotencyKey",
     "Message",
     "Notification",
@@ -27,6 +32,8 @@ __all__ = [
     "ProviderProfile",
     "Review",
     "RoleChange",
+    "SyncDataset",
+    "SyncRecord",
     "Upload",
     "User",
 ]
