@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import admin, bookings, health, me, media, providers
+from api import admin, analytics, bookings, dashboard, health, me, media, providers, sync
 from api.cli import register_cli
 from api.context import register_context
 from api.errors import register_error_handlers
@@ -29,7 +29,16 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     register_request_log(app)
     register_error_handlers(app)
     app.register_blueprint(health.bp)
-    for blueprint in (me.bp, providers.bp, bookings.bp, media.bp, admin.bp):
+    for blueprint in (
+        me.bp,
+        providers.bp,
+        bookings.bp,
+        media.bp,
+        sync.bp,
+        admin.bp,
+        analytics.bp,
+        dashboard.bp,
+    ):
         app.register_blueprint(blueprint)
     register_docs(app)
     register_cli(app)

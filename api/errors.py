@@ -22,6 +22,7 @@ from services.errors import (
     ValidationFailed,
 )
 from services.idempotency import KeyInProgress, KeyReused
+from services.sync import SyncConflict
 
 log = logging.getLogger("trellis.errors")
 
@@ -33,6 +34,7 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 _TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
     KeyInProgress: (409, "/problems/idempotency-key-in-use", "Request still in progress"),
     KeyReused: (422, "/problems/idempotency-key-reused", "Idempotency-Key reused"),
+    SyncConflict: (409, "/problems/sync-conflict", "Records changed on the server"),
     NotFound: (404, "/problems/not-found", "Not found"),
     Forbidden: (403, "/problems/forbidden", "Forbidden"),
     Conflict: (409, "/problems/conflict", "Conflict"),
@@ -121,6 +123,18 @@ def _trellis_error(exc: TrellisError) -> Response:
     if isinstance(exc, Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
         log.warning("dependency unavailable", extra={"detail": exc.detail}, exc_info=exc.__cause__)
+    if isinstance(exc, SyncConflict):
+        extensions["conflicts"] = [
+            {
+                "key": r.key,
+                "value": r.value,
+                "sync_count": r.sync_count,
+                "deleted": r.deleted,
+                "last_modified": r.last_modified.isoformat().replace("+00:00", "Z"),
+                "device_id": r.device_id,
+            }
+            for r in exc.records
+        ]
     if isinstance(exc, ValidationFailed):
         extensions["errors"] = [
             {"field": e.field, "message": e.message, "code": e.code} for e in exc.errors

@@ -83,7 +83,21 @@ class Settings(BaseModel):
     provider_notifications_per_hour: int = Field(
         10, ge=1, le=1000, alias="PROVIDER_NOTIFICATIONS_PER_HOUR"
     )
+    sync_max_datasets: int = Field(20, ge=1, le=10_000, alias="SYNC_MAX_DATASETS")
+    sync_max_records: int = Field(1024, ge=1, le=1_000_000, alias="SYNC_MAX_RECORDS")
+    sync_max_dataset_bytes: int = Field(
+        1024**2, ge=1024, le=1024**3, alias="SYNC_MAX_DATASET_BYTES"
+    )
+    sync_max_value_bytes: int = Field(
+        64 * 1024, ge=16, le=16 * 1024**2, alias="SYNC_MAX_VALUE_BYTES"
+    )
     idempotency_ttl_hours: int = Field(24, ge=1, le=24 * 30, alias="IDEMPOTENCY_TTL_HOURS")
+    export_bucket: str | None = Field(None, alias="EXPORT_BUCKET")
+    # Table -> column names or "*"; None means services/export.py's DEFAULT_TABLES.
+    export_tables: dict[str, list[str] | Literal["*"]] | None = Field(None, alias="EXPORT_TABLES")
+    export_part_rows: int = Field(50_000, ge=1, le=10_000_000, alias="EXPORT_PART_ROWS")
+    export_safety_seconds: int = Field(60, ge=0, le=86_400, alias="EXPORT_SAFETY_SECONDS")
+    worker_tasks_enabled: bool = Field(False, alias="WORKER_TASKS_ENABLED")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
 
     _split_client_ids = field_validator(
@@ -98,6 +112,25 @@ class Settings(BaseModel):
                 return json.loads(value)
             except ValueError:
                 raise ValueError('must be JSON, e.g. {"avatar": {"max_bytes": 5242880}}') from None
+        return value
+
+    @field_validator("export_tables", mode="before")
+    @classmethod
+    def _export_tables_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError('must be JSON, e.g. {"bookings": "*", "users": ["id"]}') from None
+        return value
+
+    @field_validator("export_tables")
+    @classmethod
+    def _export_tables_known(cls, value: Any) -> Any:
+        if value is not None:
+            from services.export import plan_tables  # the catalogue and its deny-list
+
+            plan_tables(value)  # ValueError names the unknown or denied table or column
         return value
 
     @field_validator("cognito_user_pool_id")
@@ -126,6 +159,8 @@ class Settings(BaseModel):
                 raise ValueError("DATABASE_URL is required in production")
             if not self.uploads_bucket:
                 raise ValueError("UPLOADS_BUCKET is required in production")
+            if not self.export_bucket:
+                raise ValueError("EXPORT_BUCKET is required in production")
         object.__setattr__(self, "cognito_issuer", issuer)
         object.__setattr__(self, "cognito_jwks_url", jwks_url)
         if database_url is not None:
@@ -135,6 +170,8 @@ class Settings(BaseModel):
         object.__setattr__(self, "database_url", database_url)
         if not self.uploads_bucket:
             object.__setattr__(self, "uploads_bucket", f"trellis-uploads-{self.app_env}")
+        if not self.export_bucket:
+            object.__setattr__(self, "export_bucket", f"trellis-exports-{self.app_env}")
         unknown = set(self.upload_limits) - {"avatar", "booking_attachment", "provider_document"}
         if unknown:
             raise ValueError(f"UPLOAD_LIMITS names unknown purposes: {sorted(unknown)}")

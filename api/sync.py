@@ -1,0 +1,93 @@
+"""Cross-device sync (/v1/sync/datasets): the Cognito Sync model, on Trellis."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from api.auth import current_user
+from api.context import components, db_session
+from api.endpoint import endpoint
+from api.schemas.sync import (
+    Dataset,
+    DatasetChanges,
+    DatasetPage,
+    DatasetPath,
+    SyncBatch,
+    SyncRecord,
+    SyncSince,
+)
+from services import sync
+
+bp = Blueprint("sync", __name__, url_prefix="/v1/sync")
+
+
+def _changes(changes: sync.Changes) -> DatasetChanges:
+    records = [SyncRecord(**{n: getattr(r, n) for n in r.__slots__}) for r in changes.records]
+    return DatasetChanges(name=changes.name, sync_count=changes.sync_count, records=records)
+
+
+def limits() -> sync.SyncLimits:
+    settings = components().settings
+    return sync.SyncLimits(
+        datasets_per_user=settings.sync_max_datasets,
+        records_per_dataset=settings.sync_max_records,
+        bytes_per_dataset=settings.sync_max_dataset_bytes,
+        bytes_per_value=settings.sync_max_value_bytes,
+    )
+
+
+@bp.get("/datasets")
+@endpoint(summary="Your datasets", tags=("sync",), response=DatasetPage)
+def list_datasets() -> DatasetPage:
+    rows = sync.list_datasets(db_session(), user_id=current_user().id)
+    items = [Dataset(**{n: getattr(d, n) for n in d.__slots__}) for d in rows]
+    return DatasetPage(items=items, next_cursor=None)
+
+
+@bp.get("/datasets/<name>")
+@endpoint(
+    summary="What changed in a dataset since a sync_count",
+    tags=("sync",),
+    path=DatasetPath,
+    query=SyncSince,
+    response=DatasetChanges,
+)
+def get_dataset(name: str, query: SyncSince) -> DatasetChanges:
+    """Records written after `since`, deletions included (`deleted: true`)."""
+    return _changes(
+        sync.changes_since(db_session(), user_id=current_user().id, name=name, since=query.since)
+    )
+
+
+@bp.post("/datasets/<name>")
+@endpoint(
+    summary="Apply a batch of record changes, all or nothing",
+    tags=("sync",),
+    path=DatasetPath,
+    body=SyncBatch,
+    response=DatasetChanges,
+    idempotent=True,
+    errors=(409,),
+)
+def post_dataset(name: str, body: SyncBatch) -> DatasetChanges:
+    """409 with `conflicts` (the server's versions) if any record changed since the device
+    saw it; merge and send again. Creates the dataset on first write."""
+    operations = [
+        sync.Operation(op=r.op, key=r.key, sync_count=r.sync_count, value=r.value)
+        for r in body.records
+    ]
+    changes = sync.apply_batch(
+        db_session(),
+        user_id=current_user().id,
+        name=name,
+        device_id=body.device_id,
+        operations=operations,
+        limits=limits(),
+    )
+    return _changes(changes)
+
+
+@bp.delete("/datasets/<name>")
+@endpoint(summary="Delete a dataset", tags=("sync",), path=DatasetPath, status=204)
+def delete_dataset(name: str) -> None:
+    sync.delete_dataset(db_session(), user_id=current_user().id, name=name)
