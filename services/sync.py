@@ -126,13 +126,10 @@ def apply_batch(
         }
         conflicts = [
             _record(current[op.key])
+            if op.key in current
+            else RecordView(op.key, None, 0, True, dataset.updated_at, None)  # never existed
             for op in operations
             if (current[op.key].sync_count if op.key in current else 0) != op.sync_count
-        ]
-        conflicts += [
-            RecordView(op.key, None, 0, True, dataset.updated_at, None)
-            for op in operations
-            if op.key not in current and op.sync_count != 0
         ]
         if conflicts:
             raise SyncConflict(conflicts)

@@ -327,3 +327,13 @@ def test_any_interleaving_converges_without_losing_an_update(sessions, actors, s
         server = {r.key: r.value for r in records}
         assert server == increments  # no increment lost, however the devices interleaved
         assert all(device.values == server for device in devices)  # and all agree
+
+
+def test_a_device_that_saw_a_record_the_server_never_had_gets_409(actors) -> None:  # type: ignore[no-untyped-def]
+    user = actors("consumer")
+    user.post(PATH, json={"records": [replace("a", 1, 0)]})
+    response = user.post(PATH, json={"records": [remove("ghost", 3)]})
+    assert response.status_code == 409
+    assert response.get_json()["conflicts"] == [
+        {**response.get_json()["conflicts"][0], "key": "ghost", "sync_count": 0, "deleted": True}
+    ]
