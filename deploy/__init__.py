@@ -1,0 +1,1 @@
+"""Deployment tooling: building Elastic Beanstalk source bundles."""
