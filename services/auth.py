@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +128,29 @@ def _construct(document: dict[str, Any]) -> tuple[str, Key | None]:
         return kid, None
 
 
+class VerifiedTokens:
+    """sha256(token) -> Identity, least recently used first out, thread-safe."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, Identity] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: bytes) -> Identity | None:
+        with self._lock:
+            identity = self._entries.get(digest)
+            if identity is not None:
+                self._entries.move_to_end(digest)
+            return identity
+
+    def put(self, digest: bytes, identity: Identity) -> None:
+        with self._lock:
+            self._entries[digest] = identity
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
 class TokenVerifier:
     """Verifies Cognito ID and access tokens for one user pool and its app clients."""
 
@@ -145,9 +170,25 @@ class TokenVerifier:
         self._token_uses = {"access", "id"} if token_use == "any" else {token_use}
         self._leeway = leeway_seconds
         self._clock = clock
+        self._verified = VerifiedTokens()
 
     def verify(self, token: str) -> Identity:
-        """Return the caller's Identity, or raise InvalidToken (or Unavailable: no keys)."""
+        """Return the caller's Identity, or raise InvalidToken (or Unavailable: no keys).
+
+        A token verified before is answered from a bounded cache until it expires: an app
+        sends the same token for up to an hour, and RS256 costs ~100x a dictionary lookup.
+        """
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken("token too large")
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        identity = self._verified.get(digest)
+        if identity is not None and identity.expires_at > self._clock():
+            return identity
+        identity = self._verify(token)
+        self._verified.put(digest, identity)
+        return identity
+
+    def _verify(self, token: str) -> Identity:
         header_b64, payload_b64, signature_b64 = _split(token)
         header = _decode_json(header_b64, "header")
         if header.get("alg") != "RS256":

@@ -272,3 +272,29 @@ def test_real_clock_accepts_a_fresh_token(key: SigningKey) -> None:
         keys=JwksCache(FakeJwksFetcher(key)), issuer=ISSUER, client_ids=[CLIENT_ID]
     )
     assert verifier.verify(token_for(key, now=time.time())).sub == "user-sub-1"
+
+
+def test_a_verified_token_is_cached_until_it_expires(key: SigningKey) -> None:
+    clock = [NOW]
+    fetcher = FakeJwksFetcher(key)
+    verifier = TokenVerifier(
+        keys=JwksCache(fetcher, clock=lambda: clock[0]),
+        issuer=ISSUER,
+        client_ids=[CLIENT_ID],
+        clock=lambda: clock[0],
+    )
+    token = token_for(key, now=NOW, lifetime=60)
+    first = verifier.verify(token)
+    fetcher.keys = []  # a cache hit needs neither the key nor the signature check
+    assert verifier.verify(token) is first
+    clock[0] = NOW + 60  # expired: the cache does not keep it alive
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
+
+
+def test_the_cache_never_admits_a_bad_token(key: SigningKey) -> None:
+    verifier = verifier_for(key)
+    header, payload, signature = token_for(key, now=NOW).split(".")
+    verifier.verify(f"{header}.{payload}.{signature}")
+    for _ in range(2):  # failing twice: nothing about the failure was remembered as success
+        assert rejects(verifier, f"{header}.{payload}.{signature[:-4]}AAAA") == "bad signature"
