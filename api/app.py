@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from flask import Flask
 
-from api import admin, analytics, bookings, dashboard, health, me, media, providers, sync
+from api import (
+    admin,
+    analytics,
+    bookings,
+    dashboard,
+    health,
+    internal,
+    me,
+    media,
+    providers,
+    sync,
+)
 from api.cli import register_cli
 from api.context import register_context
 from api.errors import register_error_handlers
@@ -40,6 +51,8 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         dashboard.bp,
     ):
         app.register_blueprint(blueprint)
+    if settings.worker_tasks_enabled:  # worker tier only; absent (404) everywhere else
+        app.register_blueprint(internal.bp)
     register_docs(app)
     register_cli(app)
     return app

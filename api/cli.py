@@ -9,7 +9,7 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from api.context import components
-from services import idempotency, infra, outbox, uploads
+from services import export, idempotency, infra, outbox, uploads
 
 
 @click.command("purge-idempotency-keys")
@@ -59,10 +59,38 @@ infra_cli = AppGroup("infra", help="AWS resources the app relies on.")
 def ensure_infra() -> None:
     """Create or update the buckets' settings (for local runs and tests; production uses the
     deployment templates)."""
-    for line in infra.ensure(components().store, components().settings):
+    built = components()
+    for line in infra.ensure(built.store, built.settings, built.exports):
         click.echo(line)
 
 
+export_cli = AppGroup("export", help="Scheduled export of changed rows to S3.")
+
+
+@export_cli.command("run")
+def run_export() -> None:
+    """Export rows changed since the last successful run (safe to re-run after a failure).
+    Runs stopped by EXPORT_MAX_SECONDS are followed by another until all is exported."""
+    built = components()
+    complete = False
+    while not complete:
+        try:
+            result = export.run_export(built.sessions, built.exports, built.settings)
+        except export.ExportBusy as exc:
+            raise click.ClickException(exc.detail) from exc
+        except export.ExportFailed as exc:
+            raise click.ClickException(f"{exc.detail} Cause: {exc.__cause__!r}") from exc
+        complete = result.complete
+        done = "" if complete else " (time limit reached: continuing)"
+        click.echo(
+            f"run {result.run_id}: exported {result.rows} rows in {len(result.files)} files{done}"
+        )
+        for table, rows in result.tables.items():
+            click.echo(f"  {table}: {rows}")
+        if result.manifest:
+            click.echo(f"manifest s3://{built.exports.bucket}/{result.manifest}")
+
+
 def register_cli(app: Flask) -> None:
-    for command in (purge_idempotency_keys, uploads_cli, outbox_cli, infra_cli):
+    for command in (purge_idempotency_keys, uploads_cli, outbox_cli, infra_cli, export_cli):
         app.cli.add_command(command)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services import outbox
 from services.auth import JwksCache, TokenVerifier
 from services.aws.cognito import CognitoGroups, GroupDirectory
+from services.aws.exports import ExportSink, S3ExportStore
 from services.aws.jwks import HttpJwksFetcher, JwksFetcher
 from services.aws.s3 import ObjectStore, S3Store
 from services.aws.sns import PushGateway, SnsPush
@@ -31,6 +32,7 @@ class Components:
     groups: GroupDirectory
     store: ObjectStore
     push: PushGateway
+    exports: ExportSink
     relay: outbox.OutboxRelay | None = None
     upload_limits: Mapping[str, UploadLimit] = field(default_factory=dict)
 
@@ -42,6 +44,7 @@ def build_components(
     groups: GroupDirectory | None = None,
     store: ObjectStore | None = None,
     push: PushGateway | None = None,
+    exports: ExportSink | None = None,
 ) -> Components:
     """Build everything lazily: no connection, JWKS fetch or AWS client until first use."""
     engine = build_engine(settings)
@@ -77,6 +80,12 @@ def build_components(
             kms_key_id=settings.kms_key_id,
         ),
         push=push,
+        exports=exports
+        or S3ExportStore(
+            bucket=settings.export_bucket or "",
+            region=settings.aws_region,
+            kms_key_id=settings.kms_key_id,
+        ),
         upload_limits=upload_limits(settings),
     )
     if settings.outbox_relay_in_web:

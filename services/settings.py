@@ -97,6 +97,8 @@ class Settings(BaseModel):
     export_tables: dict[str, list[str] | Literal["*"]] | None = Field(None, alias="EXPORT_TABLES")
     export_part_rows: int = Field(50_000, ge=1, le=10_000_000, alias="EXPORT_PART_ROWS")
     export_safety_seconds: int = Field(60, ge=0, le=86_400, alias="EXPORT_SAFETY_SECONDS")
+    # Below gunicorn's 30 s worker timeout: the worker tier runs the export inside a request.
+    export_max_seconds: int = Field(20, ge=1, le=86_400, alias="EXPORT_MAX_SECONDS")
     worker_tasks_enabled: bool = Field(False, alias="WORKER_TASKS_ENABLED")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
 

@@ -127,28 +127,10 @@ class S3Store:
 
     def ensure_bucket(self, *, cors_origins: list[str]) -> list[str]:
         """Create the bucket if missing; block public access; KMS default encryption;
-        versioning; CORS for browser-style POSTs. Idempotent."""
+        versioning; CORS for browser-style POSTs; archival lifecycle. Idempotent."""
         s3 = self.client()
-        done = [self._create_bucket(s3)]
-        s3.put_public_access_block(
-            Bucket=self.bucket,
-            PublicAccessBlockConfiguration={
-                "BlockPublicAcls": True,
-                "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True,
-            },
-        )
-        rule: dict[str, Any] = {"SSEAlgorithm": "aws:kms"}
-        if self._kms_key_id:
-            rule["KMSMasterKeyID"] = self._kms_key_id
-        s3.put_bucket_encryption(
-            Bucket=self.bucket,
-            ServerSideEncryptionConfiguration={
-                "Rules": [{"ApplyServerSideEncryptionByDefault": rule, "BucketKeyEnabled": True}]
-            },
-        )
-        s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        done = [create_bucket(s3, self.bucket, self._region)]
+        protect_bucket(s3, self.bucket, self._kms_key_id)
         s3.put_bucket_cors(
             Bucket=self.bucket,
             CORSConfiguration={
@@ -164,18 +146,77 @@ class S3Store:
             },
         )
         done.append(f"{self.bucket}: public access blocked, KMS encryption, versioning, CORS")
+        done.append(f"{self.bucket}: {apply_archival_lifecycle(s3, self.bucket)}")
         return done
 
-    def _create_bucket(self, s3: Any) -> str:
-        try:
-            s3.head_bucket(Bucket=self.bucket)
-            return f"{self.bucket}: exists"
-        except ClientError:
-            pass
-        if self._region == "us-east-1":
-            s3.create_bucket(Bucket=self.bucket)
-        else:
-            s3.create_bucket(
-                Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": self._region}
-            )
-        return f"{self.bucket}: created"
+
+def create_bucket(s3: Any, bucket: str, region: str) -> str:
+    """Create `bucket` unless it exists; a line saying which."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return f"{bucket}: exists"
+    except ClientError:
+        pass
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=bucket)
+    else:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    return f"{bucket}: created"
+
+
+def protect_bucket(s3: Any, bucket: str, kms_key_id: str | None) -> None:
+    """Block public access, encrypt by default with KMS (the key pinned when configured) and
+    keep versions."""
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    rule: dict[str, Any] = {"SSEAlgorithm": "aws:kms"}
+    if kms_key_id:
+        rule["KMSMasterKeyID"] = kms_key_id
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": rule, "BucketKeyEnabled": True}]
+        },
+    )
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+# Archival: current objects move to S3 Glacier Flexible Retrieval (GLACIER) after 180 days;
+# versions replaced or deleted are kept 30 days; multipart uploads never finished are aborted
+# after 7 days. A GLACIER object must be restored before it can be read again.
+ARCHIVE_AFTER_DAYS = 180
+ARCHIVE_STORAGE_CLASS = "GLACIER"
+NONCURRENT_VERSION_DAYS = 30
+ABORT_MULTIPART_DAYS = 7
+
+
+def archival_rules() -> list[dict[str, Any]]:
+    return [
+        {
+            "ID": "trellis-archival",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "Transitions": [{"Days": ARCHIVE_AFTER_DAYS, "StorageClass": ARCHIVE_STORAGE_CLASS}],
+            "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_VERSION_DAYS},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_MULTIPART_DAYS},
+        }
+    ]
+
+
+def apply_archival_lifecycle(s3: Any, bucket: str) -> str:
+    """Replace the bucket's lifecycle configuration with the archival rules (idempotent)."""
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": archival_rules()}
+    )
+    return (
+        f"lifecycle: {ARCHIVE_STORAGE_CLASS} after {ARCHIVE_AFTER_DAYS} days, noncurrent "
+        f"versions expire after {NONCURRENT_VERSION_DAYS} days, incomplete multipart uploads "
+        f"aborted after {ABORT_MULTIPART_DAYS} days"
+    )

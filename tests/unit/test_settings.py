@@ -7,7 +7,12 @@ import pytest
 from services.settings import SettingsError, database_url_from_env, load_settings
 
 POOL = "eu-west-1_AbC123"
-BASE = {"COGNITO_USER_POOL_ID": POOL, "COGNITO_APP_CLIENT_IDS": "client-a", "UPLOADS_BUCKET": "up"}
+BASE = {
+    "COGNITO_USER_POOL_ID": POOL,
+    "COGNITO_APP_CLIENT_IDS": "client-a",
+    "UPLOADS_BUCKET": "up",
+    "EXPORT_BUCKET": "ex",
+}
 AWS_ISSUER = f"https://cognito-idp.eu-west-1.amazonaws.com/{POOL}"
 
 

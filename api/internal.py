@@ -1,0 +1,97 @@
+"""Tasks for the Elastic Beanstalk worker tier: sqsd POSTs them on the schedule in cron.yaml.
+
+Registered only when WORKER_TASKS_ENABLED is true (otherwise these paths are plain 404s),
+never documented in /openapi.json, and refused (403) unless the request comes from sqsd on
+this host: the TCP peer is loopback and the User-Agent starts with `aws-sqsd`.
+
+The peer address is the socket's (REMOTE_ADDR, or the original one if a ProxyFix ever
+rewrites it), never X-Forwarded-For, which anyone can send. X-Forwarded-For is only used
+to refuse: behind nginx every request's peer is loopback, but nginx appends the address it
+saw, so a request relayed from a load balancer carries a non-loopback entry there.
+
+Each task answers 200 only when it succeeded; a failure is 5xx so sqsd retries it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, request
+
+from api.context import components, db_session
+from services import export, idempotency, outbox, uploads
+from services.errors import Forbidden
+
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+SQSD_USER_AGENT = "aws-sqsd"
+PENDING_UPLOADS_MAX_AGE = timedelta(hours=24)
+
+bp = Blueprint("internal", __name__, url_prefix="/internal/tasks")
+
+
+def _peer_address() -> str:
+    environ = request.environ
+    original = environ.get("werkzeug.proxy_fix.orig") or {}
+    return str(original.get("REMOTE_ADDR") or environ.get("REMOTE_ADDR") or "")
+
+
+def _relayed_from_elsewhere() -> bool:
+    hops = ",".join(request.headers.getlist("X-Forwarded-For"))
+    return any(hop.strip() not in LOOPBACK for hop in hops.split(",") if hop.strip())
+
+
+@bp.before_request
+def _only_sqsd_on_this_host() -> None:
+    if (
+        _peer_address() not in LOOPBACK
+        or _relayed_from_elsewhere()
+        or not request.headers.get("User-Agent", "").startswith(SQSD_USER_AGENT)
+    ):
+        raise Forbidden("Internal tasks are accepted from the worker's sqsd daemon only.")
+
+
+@bp.post("/export")
+def export_task() -> dict[str, Any]:
+    """Export changed rows to S3 (see services/export.py): 503 when it failed or is busy.
+    `complete` false: EXPORT_MAX_SECONDS stopped the run; the next one continues."""
+    built = components()
+    result = export.run_export(built.sessions, built.exports, built.settings)
+    return {
+        "task": "export",
+        "run_id": str(result.run_id),
+        "rows": result.rows,
+        "files": len(result.files),
+        "tables": result.tables,
+        "complete": result.complete,
+    }
+
+
+@bp.post("/outbox-drain")
+def outbox_drain_task() -> dict[str, Any]:
+    """Deliver every due push now (safe beside the web workers' relays)."""
+    built = components()
+    stats = outbox.drain_all(
+        db_session(), built.push, max_backoff_seconds=built.settings.outbox_max_backoff_seconds
+    )
+    return {
+        "task": "outbox-drain",
+        "delivered": stats.delivered,
+        "retried": stats.retried,
+        "devices_disabled": stats.devices_disabled,
+    }
+
+
+@bp.post("/uploads-cleanup")
+def uploads_cleanup_task() -> dict[str, Any]:
+    """Delete uploads still pending after a day, with their objects."""
+    removed = uploads.cleanup_pending(
+        db_session(), components().store, older_than=PENDING_UPLOADS_MAX_AGE
+    )
+    return {"task": "uploads-cleanup", "removed": removed}
+
+
+@bp.post("/purge-idempotency-keys")
+def purge_idempotency_keys_task() -> dict[str, Any]:
+    """Delete Idempotency-Key records past their expiry."""
+    return {"task": "purge-idempotency-keys", "removed": idempotency.purge_expired(db_session())}
