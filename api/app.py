@@ -20,8 +20,10 @@ from api.cli import register_cli
 from api.context import register_context
 from api.errors import register_error_handlers
 from api.json import OrjsonProvider
+from api.limits import register_rate_limits
 from api.openapi import register_docs
 from api.request_log import configure_logging, register_request_log
+from api.security import register_security_headers
 from services.components import Components, build_components
 from services.settings import Settings, load_settings
 
@@ -55,4 +57,6 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         app.register_blueprint(internal.bp)
     register_docs(app)
     register_cli(app)
+    register_security_headers(app)
+    register_rate_limits(app)  # last: it wraps the views registered above
     return app

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
@@ -84,6 +86,10 @@ def _http_error(exc: HTTPException) -> Response:
     headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type",)}
     custom = exc.description != type(exc).description
     detail = exc.description if custom else _HTTP_DETAILS.get(status, exc.description)
+    if status == 429:  # Flask-Limiter's RateLimitExceeded
+        _, type_, title = _TYPES[RateLimited]
+        headers["Retry-After"] = str(_seconds_until_reset())
+        return problem(status, _HTTP_DETAILS[429], type_=type_, title=title, headers=headers)
     return problem(status, detail or "", headers=headers)
 
 
@@ -93,6 +99,7 @@ _HTTP_DETAILS = {
     405: "This path does not accept this method; the Allow header lists the ones it does.",
     413: "The request body is larger than this service accepts.",
     415: "Send the request body as JSON with 'Content-Type: application/json'.",
+    429: "Too many requests; slow down and retry after the Retry-After seconds.",
 }
 
 
@@ -103,6 +110,15 @@ def problem_for(exc: Exception) -> Response:
     if isinstance(exc, TrellisError):
         return _trellis_error(exc)
     raise exc
+
+
+def _seconds_until_reset() -> int:
+    """When the breached window resets, from the limiter of this app (at least 1 s)."""
+    for limiter in current_app.extensions.get("limiter", ()):
+        current = limiter.current_limit
+        if current is not None:
+            return max(1, math.ceil(current.reset_at - time.time()))
+    return 60
 
 
 def _trellis_error(exc: TrellisError) -> Response:

@@ -26,9 +26,10 @@ def build(out: Path, *, tier: str = "web", ref: str = "HEAD", root: Path = ROOT)
         ["git", "archive", "--format=zip", ref], cwd=root, check=True, capture_output=True
     ).stdout
     names = []
-    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(
-        out, "w", compression=zipfile.ZIP_DEFLATED
-    ) as bundle:
+    with (
+        zipfile.ZipFile(io.BytesIO(archive)) as source,
+        zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as bundle,
+    ):
         for info in source.infolist():
             if tier == "worker" and fnmatch.fnmatch(info.filename, WEB_ONLY):
                 continue

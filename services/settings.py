@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 DEVELOPMENT_DATABASE_URL = "sqlite:///instance/trellis-dev.db"
 TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
+_RATE = re.compile(
+    r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day|month|year)s?\s*"
+    r"([;,]\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day|month|year)s?\s*)*$"
+)
 _POOL_ID = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$")
 
 
@@ -91,6 +95,13 @@ class Settings(BaseModel):
     sync_max_value_bytes: int = Field(
         64 * 1024, ge=16, le=16 * 1024**2, alias="SYNC_MAX_VALUE_BYTES"
     )
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    rate_limit_enabled: bool = Field(True, alias="RATE_LIMIT_ENABLED")
+    rate_limit_key_prefix: str = Field("trellis", max_length=64, alias="RATE_LIMIT_KEY_PREFIX")
+    rate_limit_default: str = Field("300/minute", alias="RATE_LIMIT_DEFAULT")
+    rate_limit_anonymous: str = Field("60/minute", alias="RATE_LIMIT_ANONYMOUS")
+    rate_limit_uploads: str = Field("30/minute", alias="RATE_LIMIT_UPLOADS")
+    rate_limit_notifications: str = Field("30/minute", alias="RATE_LIMIT_NOTIFICATIONS")
     idempotency_ttl_hours: int = Field(24, ge=1, le=24 * 30, alias="IDEMPOTENCY_TTL_HOURS")
     export_bucket: str | None = Field(None, alias="EXPORT_BUCKET")
     # Table -> column names or "*"; None means services/export.py's DEFAULT_TABLES.
@@ -133,6 +144,18 @@ class Settings(BaseModel):
             from services.export import plan_tables  # the catalogue and its deny-list
 
             plan_tables(value)  # ValueError names the unknown or denied table or column
+        return value
+
+    @field_validator(
+        "rate_limit_default",
+        "rate_limit_anonymous",
+        "rate_limit_uploads",
+        "rate_limit_notifications",
+    )
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if not _RATE.match(value):
+            raise ValueError('must look like "300/minute" or "10 per second;1000/hour"')
         return value
 
     @field_validator("cognito_user_pool_id")

@@ -74,6 +74,10 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "COGNITO_APP_CLIENT_IDS": CLIENT_ID,
         "LOG_LEVEL": "INFO",
         "OUTBOX_RELAY_IN_WEB": "false",
+        "RATE_LIMIT_DEFAULT": "100000/minute",
+        "RATE_LIMIT_ANONYMOUS": "100000/minute",
+        "RATE_LIMIT_UPLOADS": "100000/minute",
+        "RATE_LIMIT_NOTIFICATIONS": "100000/minute",
     }
     values.update(overrides)
     return Settings.model_validate(values)

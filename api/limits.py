@@ -1,0 +1,67 @@
+"""Rate limits (Flask-Limiter): per verified user, else per client IP; Redis when configured.
+
+With Redis down the limits fall back to per-process memory and requests keep being served.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_limiter import Limiter
+
+from api.context import components
+from services.errors import TrellisError
+
+# Routes that are cheap to abuse or expensive to serve get a tighter limit of their own
+# (on top of the application-wide one): endpoint name -> setting name.
+TIGHTER = {
+    "media.create_upload": "rate_limit_uploads",
+    "media.complete_upload": "rate_limit_uploads",
+    "media.send_notification": "rate_limit_notifications",
+    "media.register_device": "rate_limit_notifications",
+}
+EXEMPT = ("health.healthz", "health.readyz", "openapi.openapi_json")
+
+
+def caller_key() -> str:
+    """The verified user (a cheap cache hit once the token was seen), else the client IP."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        try:
+            return "user:" + components().verifier.verify(token.strip()).sub
+        except TrellisError:
+            pass  # the request will be refused with 401; count it against the address
+    return f"ip:{request.remote_addr}"
+
+
+def _application_limit() -> str:
+    settings = components().settings
+    if caller_key().startswith("user:"):
+        return settings.rate_limit_default
+    return settings.rate_limit_anonymous
+
+
+def register_rate_limits(app: Flask) -> Limiter:
+    settings = app.extensions["trellis"].settings
+    app.config.update(
+        RATELIMIT_ENABLED=settings.rate_limit_enabled,
+        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_SWALLOW_ERRORS=True,
+        RATELIMIT_HEADERS_ENABLED=True,
+        # The limiter would merge its window into every Retry-After (a 503's too); the 429
+        # handler in api/errors.py sets the standard header itself.
+        RATELIMIT_HEADER_RETRY_AFTER="X-RateLimit-Retry-After",
+        RATELIMIT_KEY_PREFIX=settings.rate_limit_key_prefix,
+    )
+    limiter = Limiter(caller_key, application_limits=[_application_limit])
+    limiter.init_app(app)
+    for endpoint in EXEMPT:
+        if endpoint in app.view_functions:
+            app.view_functions[endpoint] = limiter.exempt(app.view_functions[endpoint])
+    for endpoint, setting in TIGHTER.items():
+        if endpoint in app.view_functions:
+            limit = getattr(settings, setting)
+            app.view_functions[endpoint] = limiter.limit(limit)(app.view_functions[endpoint])
+    return limiter
