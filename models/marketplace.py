@@ -29,6 +29,7 @@ class ProviderProfile(TimestampMixin, Base):
         CheckConstraint("lng BETWEEN -180 AND 180", name="lng_range"),
         CheckConstraint("rating_count >= 0", name="rating_count_positive"),
         Index("ix_provider_profiles_lat_lng", "lat", "lng"),
+        Index("ix_provider_profiles_updated_at_user_id", "updated_at", "user_id"),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
@@ -69,6 +70,8 @@ class Booking(TimestampMixin, Base):
     __table_args__ = (
         Index("ix_bookings_consumer_created", "consumer_id", "created_at", "id"),
         Index("ix_bookings_provider_created", "provider_id", "created_at", "id"),
+        Index("ix_bookings_updated_at_id", "updated_at", "id"),  # the export's watermark walk
+        Index("ix_bookings_created_at", "created_at"),  # the analytics funnel
         CheckConstraint(
             "status IN ('requested', 'accepted', 'declined', 'in_progress', 'completed', "
             "'cancelled')",
@@ -94,7 +97,10 @@ class BookingEvent(Base):
     """One state change of a booking: who, when, from what to what, and why."""
 
     __tablename__ = "booking_events"
-    __table_args__ = (Index("ix_booking_events_booking", "booking_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_booking_events_booking", "booking_id", "created_at"),
+        Index("ix_booking_events_created_at_id", "created_at", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"))
@@ -108,7 +114,10 @@ class BookingEvent(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("booking_id", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("booking_id", "seq"),
+        Index("ix_messages_created_at_id", "created_at", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"))
@@ -125,6 +134,7 @@ class Review(Base):
     __table_args__ = (
         CheckConstraint("rating BETWEEN 1 AND 5", name="rating_range"),
         Index("ix_reviews_provider_created", "provider_id", "created_at"),
+        Index("ix_reviews_created_at_booking_id", "created_at", "booking_id"),
     )
 
     booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), primary_key=True)

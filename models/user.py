@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, TimestampMixin
@@ -12,6 +12,11 @@ from models.base import Base, TimestampMixin
 
 class User(TimestampMixin, Base):
     __tablename__ = "users"
+    __table_args__ = (
+        # The export's watermark walk and the analytics' new-users-per-day.
+        Index("ix_users_updated_at_id", "updated_at", "id"),
+        Index("ix_users_created_at", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     # Cognito's `sub`: stable for the life of the Cognito user, unlike username or email.
