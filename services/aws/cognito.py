@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Protocol
+from typing import Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from services.aws.clients import LazyClient
 
 
 class DirectoryUnavailable(Exception):
@@ -29,21 +28,13 @@ class CognitoGroups:
 
     def __init__(self, *, user_pool_id: str, region: str, timeout_seconds: float = 5.0) -> None:
         self._pool = user_pool_id
-        self._region = region
-        self._timeout = timeout_seconds
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def _cognito(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                config = Config(
-                    connect_timeout=self._timeout,
-                    read_timeout=self._timeout,
-                    retries={"max_attempts": 2, "mode": "standard"},
-                )
-                self._client = boto3.client("cognito-idp", region_name=self._region, config=config)
-            return self._client
+        self._cognito = LazyClient(
+            "cognito-idp",
+            region=region,
+            connect_timeout=timeout_seconds,
+            read_timeout=timeout_seconds,
+            max_attempts=2,
+        )
 
     def add_to_group(self, username: str, group: str) -> None:
         self._call("admin_add_user_to_group", username, group)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from services.aws.clients import LazyClient
 from services.aws.s3 import (
     StorageUnavailable,
     apply_archival_lifecycle,
@@ -73,20 +71,14 @@ class S3ExportStore:
         self._region = region
         self._kms_key_id = kms_key_id
         self._chunk_bytes = chunk_bytes
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                config = Config(
-                    signature_version="s3v4",
-                    connect_timeout=5,
-                    read_timeout=60,
-                    retries={"max_attempts": 5, "mode": "standard"},
-                )
-                self._client = boto3.client("s3", region_name=self._region, config=config)
-            return self._client
+        self.client = LazyClient(
+            "s3",
+            region=region,
+            connect_timeout=5,
+            read_timeout=60,
+            max_attempts=5,
+            signature_version="s3v4",
+        )
 
     def _encryption(self) -> dict[str, str]:
         fields = {"ServerSideEncryption": "aws:kms"}

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from services.aws.clients import LazyClient
 
 
 class StorageUnavailable(Exception):
@@ -48,20 +47,14 @@ class S3Store:
         self.bucket = bucket
         self._region = region
         self._kms_key_id = kms_key_id
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                config = Config(
-                    signature_version="s3v4",
-                    connect_timeout=3,
-                    read_timeout=5,
-                    retries={"max_attempts": 2, "mode": "standard"},
-                )
-                self._client = boto3.client("s3", region_name=self._region, config=config)
-            return self._client
+        self.client = LazyClient(
+            "s3",
+            region=region,
+            connect_timeout=3,
+            read_timeout=5,
+            max_attempts=2,
+            signature_version="s3v4",
+        )
 
     def _encryption(self) -> dict[str, str]:
         fields = {"x-amz-server-side-encryption": "aws:kms"}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Protocol
+from typing import Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from services.aws.clients import LazyClient
 
 
 class PushUnavailable(Exception):
@@ -30,21 +29,10 @@ class SnsPush:
     """SNS platform applications for iOS (APNs) and Android (FCM)."""
 
     def __init__(self, *, region: str, applications: dict[str, str | None]) -> None:
-        self._region = region
         self._applications = applications
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                config = Config(
-                    connect_timeout=3,
-                    read_timeout=5,
-                    retries={"max_attempts": 2, "mode": "standard"},
-                )
-                self._client = boto3.client("sns", region_name=self._region, config=config)
-            return self._client
+        self.client = LazyClient(
+            "sns", region=region, connect_timeout=3, read_timeout=5, max_attempts=2
+        )
 
     def register(self, *, platform: str, token: str, user_data: str, arn: str | None) -> str:
         """The endpoint for `token`, created or repaired (enabled, right token): AWS's pattern."""
