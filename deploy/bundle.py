@@ -33,6 +33,8 @@ def build(out: Path, *, tier: str = "web", ref: str = "HEAD", root: Path = ROOT)
         for info in source.infolist():
             if tier == "worker" and fnmatch.fnmatch(info.filename, WEB_ONLY):
                 continue
+            if not info.external_attr >> 16:  # git gives plain files no mode: make them 0644
+                info.external_attr = (0o100644 if not info.is_dir() else 0o40755) << 16
             bundle.writestr(info, source.read(info))  # keeps modes: hooks stay executable
             names.append(info.filename)
     return names

@@ -72,7 +72,9 @@ def build_components(
         sessions=sessions,
         verifier=verifier,
         groups=groups
-        or CognitoGroups(user_pool_id=settings.cognito_user_pool_id, region=settings.aws_region),
+        or CognitoGroups(
+            user_pool_id=settings.cognito_user_pool_id, region=settings.cognito_region
+        ),
         store=store
         or S3Store(
             bucket=settings.uploads_bucket or "",

@@ -167,8 +167,10 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
+        # The pool id names its own region ("eu-west-1_AbC"): a DR environment in another
+        # region (AWS_REGION for S3/SNS) still trusts the pool where users sign in.
         default_issuer = (
-            f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.cognito_user_pool_id}"
+            f"https://cognito-idp.{self.cognito_region}.amazonaws.com/{self.cognito_user_pool_id}"
         )
         issuer = self.cognito_issuer or default_issuer
         jwks_url = self.cognito_jwks_url or f"{issuer}/.well-known/jwks.json"
@@ -201,6 +203,11 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"UPLOAD_LIMITS names unknown purposes: {sorted(unknown)}")
         return self
+
+    @property
+    def cognito_region(self) -> str:
+        """The user pool's region, from its id."""
+        return self.cognito_user_pool_id.split("_", 1)[0]
 
     @property
     def issuer(self) -> str:

@@ -44,7 +44,7 @@ def test_development_defaults_to_sqlite_and_accepts_an_emulator_jwks() -> None:
     )
     assert settings.db_url.startswith("sqlite:///")
     assert settings.jwks_url.startswith("http://127.0.0.1:5000/")
-    assert settings.issuer == f"https://cognito-idp.us-east-1.amazonaws.com/{POOL}"
+    assert settings.issuer == AWS_ISSUER  # the pool id names its region
 
 
 def test_missing_and_malformed_variables_are_all_named() -> None:
@@ -107,3 +107,17 @@ def test_database_url_for_tools_needs_no_cognito() -> None:
     assert database_url_from_env({"DATABASE_URL": "postgres://h/d"}) == "postgresql+psycopg2://h/d"
     with pytest.raises(SettingsError, match="DATABASE_URL"):
         database_url_from_env({})
+
+
+def test_the_issuer_follows_the_pools_region_not_the_apps() -> None:
+    # A DR environment runs in another region but trusts the pool where users sign in.
+    settings = load_settings(
+        {
+            **BASE,
+            "AWS_REGION": "us-west-2",
+            "DATABASE_URL": "postgresql://db/x",
+            "EXPORT_BUCKET": "e",
+        }
+    )
+    assert settings.cognito_region == "eu-west-1"
+    assert settings.issuer == AWS_ISSUER
