@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 AS     ?= consumer
 KIND   ?= access
 
-.PHONY: run test lint token clean
+.PHONY: run test lint token bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -28,6 +28,9 @@ lint: $(STAMP)
 
 token: $(STAMP)
 	@$(PY) -m devstack.token $(AS) --kind $(KIND)
+
+bench: $(STAMP)
+	$(PY) -m bench.run
 
 clean:
 	rm -rf $(VENV) .local instance .pytest_cache .ruff_cache

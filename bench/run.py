@@ -1,0 +1,723 @@
+"""The benchmark of issue 8: Trellis against a bare Flask hello, both under gunicorn.conf.py.
+
+    .venv/bin/python -m bench.run            # full run (several minutes), writes BENCHMARKS.md
+    .venv/bin/python -m bench.run --smoke    # tiny seed, 2 s a scenario, one round (CI)
+
+What it does, in order:
+1. installs wrk with apt-get if it is missing;
+2. creates a throwaway PostgreSQL database next to TEST_DATABASE_URL, migrates it, COPYs in
+   realistic data (bench/seed.py) and VACUUM ANALYZEs; the database is dropped at the end;
+3. starts moto_server with a Cognito pool and BENCH_USERS consumers, signs them in
+   (AdminInitiateAuth) for real RS256 access tokens; their `sub`s are seeded as users;
+4. starts Trellis (application:application) and bench/hello.py, each under gunicorn with the
+   production gunicorn.conf.py, and times each from exec to first answer;
+   Trellis runs with APP_ENV=test (the emulator's JWKS), the rate limiter on Redis with limits
+   far above the load, and OUTBOX_RELAY_IN_WEB=true (the production default: the relay
+   thread in each web worker drains the outbox that message posts write);
+5. warms each scenario up, then for each round and scenario runs hello then the scenario
+   (A B A B ...) with wrk (-c 32, --latency; Lua scripts rotate the users' tokens and make
+   unique Idempotency-Keys and bodies), samples `ss -tnp` mid-run for the connection split
+   between the gunicorn workers, and reads each worker's VmHWM at the end;
+6. reports medians over rounds; the ratio to hello is the median of per-round ratios.
+
+Exit status 1 if any request failed (non-2xx/3xx as wrk counts them, or socket errors).
+"""
+
+# ruff: noqa: S603, S607, S310 - a local tool: fixed commands, loopback URLs only
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine
+
+from bench.seed import FULL, SMOKE, SYNC_RECORDS, BenchUser, seed
+from devstack.aws import push_applications
+from devstack.cognito import add_user, provision, sign_in
+from devstack.processes import BIN, ROOT, base_env, free_port, start_moto, stop
+from tests.support.database import fresh_database
+
+BENCH_USERS = 8
+CONNECTIONS = 32
+WRK_THREADS = 2
+SEARCH_POINTS = [("cleaning", 51.5074, -0.1278), ("handyman", 48.8566, 2.3522)]
+SEARCH_POINTS += [("plumbing", 52.52, 13.405), ("gardening", 40.4168, -3.7038)]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    kind: str  # get | message | events
+    target: float  # median ratio to hello's requests/s
+    requests: list[tuple[str, str]]  # (path, token) pairs the Lua script rotates over
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non2xx: int
+    socket_errors: int
+    split: str
+    cpu_ms: float  # user + system CPU of the gunicorn workers per request
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    runs: list[Run] = field(default_factory=list)
+    hello: list[Run] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("bench: wrk is missing, installing it with apt-get", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    apt = ["apt-get", "install", "-y", "wrk"]
+    if os.geteuid() != 0:
+        apt = ["sudo", "-n", *apt]
+    if subprocess.run(apt, env=env, capture_output=True).returncode != 0:
+        subprocess.run([*apt[:-3], "update"], env=env, capture_output=True)
+        subprocess.run(apt, env=env, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("bench: wrk is not installed and apt-get could not install it")
+    return found
+
+
+def start_server(app: str, port: int, env: dict[str, str], log: Path) -> tuple[Any, float]:
+    """gunicorn with gunicorn.conf.py; returns the process and seconds from exec to first 200."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "ab"),  # noqa: SIM115 - lives as long as the process
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    path = "/healthz" if app.startswith("application") else "/"
+    deadline = started + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{app} exited with {process.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as response:
+                if response.status == 200:
+                    return process, time.monotonic() - started
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.01)
+    stop(process)
+    raise RuntimeError(f"{app} did not answer within 60 s; see {log}")
+
+
+def workers_of(master: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        return []
+    return sorted(int(pid) for pid in children)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes (their threads included), in seconds."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def connection_split(port: int, workers: list[int]) -> str:
+    """Established connections on the server side of `port`, per gunicorn worker."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    counts = dict.fromkeys(workers, 0)
+    for pid in re.findall(r"pid=(\d+)", out):
+        if int(pid) in counts:
+            counts[int(pid)] += 1
+    return "/".join(str(counts[w]) for w in workers)
+
+
+def http(method: str, url: str, token: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+# ---------------------------------------------------------------- wrk and its Lua
+
+LUA = r"""
+local reqs = %(requests)s
+local kind = %(kind)s
+local tag = %(tag)s
+local parts = %(parts)s
+local counter = 0
+local nthreads = 0
+local threads = {}
+
+function setup(thread)
+  nthreads = nthreads + 1
+  thread:set("tid", nthreads)
+  table.insert(threads, thread)
+end
+
+function request()
+  counter = counter + 1
+  local r = reqs[(counter + tid * 7) %% #reqs + 1]
+  local headers = {["Authorization"] = r[2], ["Accept"] = "application/json"}
+  if kind == "get" then
+    return wrk.format("GET", r[1], headers, nil)
+  end
+  local n = tag .. "-" .. tid .. "-" .. counter
+  headers["Content-Type"] = "application/json"
+  if kind == "message" then
+    headers["Idempotency-Key"] = n
+    return wrk.format("POST", r[1], headers, '{"body":"bench message ' .. n .. '"}')
+  end
+  return wrk.format("POST", r[1], headers, table.concat(parts, n))
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH_RESULT {\"requests\":%%d,\"duration_us\":%%d,\"status\":%%d,\"connect\":%%d," ..
+    "\"read\":%%d,\"write\":%%d,\"timeout\":%%d,\"p50_us\":%%d,\"p99_us\":%%d}\n",
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def _lua_string(value: str) -> str:
+    return json.dumps(value)  # ASCII only here: a JSON string is a Lua string
+
+
+def lua_script(scenario: Scenario, tag: str, events_parts: list[str]) -> str:
+    requests = (
+        "{"
+        + ", ".join(
+            "{" + _lua_string(path) + ", " + _lua_string(f"Bearer {token}") + "}"
+            for path, token in scenario.requests
+        )
+        + "}"
+    )
+    parts = "{" + ", ".join(_lua_string(p) for p in events_parts) + "}"
+    return LUA % {
+        "requests": requests,
+        "kind": _lua_string(scenario.kind),
+        "tag": _lua_string(tag),
+        "parts": parts,
+    }
+
+
+def events_body_parts() -> list[str]:
+    """A 50-event batch as JSON, split where the per-request session id goes."""
+    marker = "@@SESSION@@"
+    now = datetime.now(UTC)
+    events = [
+        {
+            "name": ["screen.view", "search.performed", "provider.viewed"][i % 3],
+            "timestamp": (now - timedelta(seconds=50 - i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "session_id": marker,
+            "attributes": {"screen": "search", "category": "cleaning"},
+            "metrics": {"duration_ms": 120 + i, "results": i % 20},
+            "app_version": "2.4.1 (311)",
+            "platform": "ios" if i % 2 else "android",
+        }
+        for i in range(50)
+    ]
+    return json.dumps({"events": events}, separators=(",", ":")).split(marker)
+
+
+def wrk(
+    wrk_bin: str, url: str, script: Path, duration: float, port: int, workers: list[int]
+) -> Run:
+    split: list[str] = []
+    sampler = threading.Timer(duration / 2, lambda: split.append(connection_split(port, workers)))
+    sampler.start()
+    cpu_before = cpu_seconds(workers)
+    completed = subprocess.run(
+        [
+            wrk_bin,
+            f"-t{WRK_THREADS}",
+            f"-c{CONNECTIONS}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    cpu = cpu_seconds(workers) - cpu_before
+    sampler.join()
+    match = re.search(r"BENCH_RESULT (\{.*\})", completed.stdout)
+    if completed.returncode != 0 or match is None:
+        raise RuntimeError(
+            f"wrk failed ({completed.returncode}): {completed.stdout}\n{completed.stderr}"
+        )
+    data = json.loads(match.group(1))
+    non2xx_line = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", completed.stdout)
+    non2xx = int(non2xx_line.group(1)) if non2xx_line else 0
+    return Run(
+        rps=data["requests"] / (data["duration_us"] / 1e6),
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        requests=data["requests"],
+        non2xx=max(non2xx, data["status"]),
+        socket_errors=data["connect"] + data["read"] + data["write"] + data["timeout"],
+        split=split[0] if split else "?",
+        cpu_ms=1000 * cpu / max(1, data["requests"]),
+    )
+
+
+# ---------------------------------------------------------------- the run
+
+
+def subject_of(token: str) -> tuple[str, str]:
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims["sub"], claims.get("username", "")
+
+
+def scenarios_for(users: list[BenchUser], base: str) -> list[Scenario]:
+    def first(user: BenchUser, path: str) -> str:
+        status, body = http("GET", base + path, user.token)
+        if status != 200:
+            raise RuntimeError(f"GET {path} answered {status}: {body}")
+        return body["next_cursor"]
+
+    polls = []
+    for user in users:
+        after = first(user, f"/v1/bookings/{user.poll_booking}/messages?limit=50")
+        polls.append((f"/v1/bookings/{user.poll_booking}/messages?after={after}", user.token))
+    searches = [
+        f"/v1/providers?category={c}&lat={lat}&lng={lng}&radius_km=25"
+        for c, lat, lng in SEARCH_POINTS
+    ]
+    since = SYNC_RECORDS - 20
+    return [
+        Scenario("a", "GET /v1/bookings?limit=20", "get", 0.50,
+                 [("/v1/bookings?limit=20", u.token) for u in users]),
+        Scenario("b", "GET /v1/providers (category + 25 km radius)", "get", 0.35,
+                 [(searches[i % len(searches)], u.token) for i, u in enumerate(users)]),
+        Scenario("c", "GET /v1/bookings/{id}/messages?after=", "get", 0.50, polls),
+        Scenario("d", "POST /v1/bookings/{id}/messages (Idempotency-Key)", "message", 0.25,
+                 [(f"/v1/bookings/{b}/messages", u.token) for u in users for b in u.post_bookings]),
+        Scenario("e", f"GET /v1/sync/datasets/settings?since={since}", "get", 0.45,
+                 [(f"/v1/sync/datasets/settings?since={since}", u.token) for u in users]),
+        Scenario("f", "POST /v1/events (50 events a batch)", "events", 0.20,
+                 [("/v1/events", u.token) for u in users]),
+    ]  # fmt: skip
+
+
+def probe(base: str, scenario: Scenario, parts: list[str]) -> None:
+    """One request of each kind by hand, so a broken scenario fails loudly before wrk runs."""
+    path, token = scenario.requests[0]
+    if scenario.kind == "get":
+        status, body = http("GET", base + path, token)
+        expected = 200
+    elif scenario.kind == "message":
+        request = urllib.request.Request(
+            base + path, data=json.dumps({"body": "probe"}).encode(), method="POST"
+        )
+        request.add_header("Authorization", f"Bearer {token}")
+        request.add_header("Content-Type", "application/json")
+        request.add_header("Idempotency-Key", f"probe-{uuid.uuid4()}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status, body = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, body = error.code, error.read()
+        expected = 201
+    else:
+        status, body = http("POST", base + path, token, json.loads("probe".join(parts)))
+        expected = 202
+        if status == 202 and (body["accepted"] != 50 or body["rejected"]):
+            raise RuntimeError(f"events probe: {body}")
+    if status != expected:
+        raise RuntimeError(f"{scenario.title}: probe answered {status}: {body!r:.500}")
+    if (
+        scenario.kind == "get"
+        and scenario.key in "ace"
+        and not body.get("records" if scenario.key == "e" else "items")
+    ):
+        raise RuntimeError(f"{scenario.title}: probe answered no items")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def machine() -> dict[str, str]:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[
+        0
+    ]
+    return {
+        "nproc": str(os.cpu_count()),
+        "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "wrk": wrk_version.strip(),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    wrk_bin = ensure_wrk()
+    scale = SMOKE if args.smoke else FULL
+    logs = Path(tempfile.mkdtemp(prefix="trellis-bench-"))
+    moto = trellis = hello = None
+    report: dict[str, Any] = {"logs": str(logs), "machine": machine(), "args": vars(args)}
+    report["loadavg"] = {"start": os.getloadavg()}
+    try:
+        moto_port = free_port()
+        moto = start_moto(moto_port, log=logs / "moto.log")
+        pool = provision(f"http://127.0.0.1:{moto_port}")
+        users = []
+        for i in range(args.users):
+            name = f"bench-user-{i}"
+            email = f"{name}@bench.trellis.local"
+            add_user(pool, name, email=email, groups=["consumers"])
+            token = sign_in(pool, name)["access"]
+            sub, username = subject_of(token)
+            users.append(BenchUser(username or name, sub, email, token))
+        with fresh_database("trellis_bench") as database_url:
+            engine = create_engine(database_url)
+            started = time.monotonic()
+            counts = seed(engine, scale, users)
+            engine.dispose()
+            report["seed"] = {"seconds": round(time.monotonic() - started, 1), "rows": counts}
+            print(f"bench: seeded in {report['seed']['seconds']} s: {counts}", flush=True)
+            env = base_env(
+                APP_ENV="test",
+                DATABASE_URL=database_url,
+                REDIS_URL=args.redis_url,
+                RATE_LIMIT_KEY_PREFIX=f"bench{uuid.uuid4().hex[:12]}",
+                RATE_LIMIT_DEFAULT="1000000/minute",
+                RATE_LIMIT_ANONYMOUS="1000000/minute",
+                OUTBOX_RELAY_IN_WEB="true",
+                **pool.trellis_env(),
+                **push_applications(pool.endpoint_url),
+            )
+            trellis_port, hello_port = free_port(), free_port()
+            trellis, trellis_start = start_server(
+                "application:application", trellis_port, env, logs / "trellis.log"
+            )
+            started = time.monotonic()
+            status, _ = http("GET", f"http://127.0.0.1:{trellis_port}/v1/me", users[0].token)
+            first_auth = time.monotonic() - started
+            if status != 200:
+                raise RuntimeError(f"GET /v1/me answered {status}")
+            hello, hello_start = start_server(
+                "bench.hello:app", hello_port, base_env(), logs / "hello.log"
+            )
+            report["startup"] = {
+                "trellis_s": trellis_start,
+                "trellis_first_authenticated_s": first_auth,
+                "hello_s": hello_start,
+            }
+            base = f"http://127.0.0.1:{trellis_port}"
+            for user in users:  # each user's first request (the row exists; nothing to write)
+                http("GET", base + "/v1/me", user.token)
+            scenarios = [s for s in scenarios_for(users, base) if s.key in args.scenarios]
+            parts = events_body_parts()
+            for scenario in scenarios:
+                probe(base, scenario, parts)
+            hello_scenario = Scenario("hello", "hello", "get", 0, [("/", u.token) for u in users])
+            trellis_workers, hello_workers = workers_of(trellis.pid), workers_of(hello.pid)
+            scripts = logs / "lua"
+            scripts.mkdir()
+
+            def drive(scenario: Scenario, tag: str, duration: float) -> Run:
+                script = scripts / f"{tag}.lua"
+                script.write_text(lua_script(scenario, tag, parts))
+                if scenario.key == "hello":
+                    return wrk(wrk_bin, f"http://127.0.0.1:{hello_port}", script, duration,
+                               hello_port, hello_workers)  # fmt: skip
+                return wrk(wrk_bin, base, script, duration, trellis_port, trellis_workers)
+
+            run_id = uuid.uuid4().hex[:8]
+            print("bench: warming up", flush=True)
+            for scenario in [hello_scenario, *scenarios]:
+                drive(scenario, f"{run_id}-warm-{scenario.key}", args.warmup)
+            results = {s.key: Result(s) for s in scenarios}
+            for round_no in range(1, args.rounds + 1):
+                for scenario in scenarios:
+                    a = drive(
+                        hello_scenario, f"{run_id}-r{round_no}-hello-{scenario.key}", args.duration
+                    )
+                    b = drive(scenario, f"{run_id}-r{round_no}-{scenario.key}", args.duration)
+                    results[scenario.key].hello.append(a)
+                    results[scenario.key].runs.append(b)
+                    print(
+                        f"bench: round {round_no} {scenario.key}: hello {a.rps:7.0f} req/s "
+                        f"[{a.split}]  {scenario.key} {b.rps:7.0f} req/s [{b.split}] "
+                        f"ratio {b.rps / a.rps:.3f}  p99 {b.p99_ms:.1f} ms  "
+                        f"errors {b.non2xx + b.socket_errors + a.non2xx + a.socket_errors}",
+                        flush=True,
+                    )
+            report["loadavg"]["end"] = os.getloadavg()
+            report["rss_mb"] = {
+                "trellis": [round(peak_rss_mb(p), 1) for p in trellis_workers],
+                "hello": [round(peak_rss_mb(p), 1) for p in hello_workers],
+            }
+            report["results"] = summarise(results)
+            report["tracebacks"] = (
+                (logs / "trellis.log").read_text(errors="replace").count("Traceback")
+            )
+            stop(trellis)
+            stop(hello)
+    finally:
+        stop(trellis)
+        stop(hello)
+        stop(moto)
+    return report
+
+
+def summarise(results: dict[str, Result]) -> list[dict[str, Any]]:
+    rows = []
+    for key, result in results.items():
+        ratios = [b.rps / a.rps for a, b in zip(result.hello, result.runs, strict=True)]
+        p99_ratios = [b.p99_ms / a.p99_ms for a, b in zip(result.hello, result.runs, strict=True)]
+        rows.append(
+            {
+                "key": key,
+                "title": result.scenario.title,
+                "target": result.scenario.target,
+                "rps": median([r.rps for r in result.runs]),
+                "hello_rps": median([r.rps for r in result.hello]),
+                "ratio": median(ratios),
+                "ratios": [round(r, 3) for r in ratios],
+                "p50_ms": median([r.p50_ms for r in result.runs]),
+                "p99_ms": median([r.p99_ms for r in result.runs]),
+                "hello_p50_ms": median([r.p50_ms for r in result.hello]),
+                "hello_p99_ms": median([r.p99_ms for r in result.hello]),
+                "p99_ratio": median(p99_ratios),
+                "cpu_ms": median([r.cpu_ms for r in result.runs]),
+                "hello_cpu_ms": median([r.cpu_ms for r in result.hello]),
+                "requests": sum(r.requests for r in result.runs),
+                "non2xx": sum(r.non2xx for r in result.runs),
+                "socket_errors": sum(r.socket_errors for r in result.runs),
+                "hello_errors": sum(r.non2xx + r.socket_errors for r in result.hello),
+                "split": [r.split for r in result.runs],
+                "hello_split": [r.split for r in result.hello],
+            }
+        )
+    return rows
+
+
+def errors_in(report: dict[str, Any]) -> int:
+    return sum(r["non2xx"] + r["socket_errors"] + r["hello_errors"] for r in report["results"])
+
+
+def markdown(report: dict[str, Any], command: str) -> str:
+    m = report["machine"]
+    rss = report["rss_mb"]
+    start = report["startup"]
+    met = lambda ok: "met" if ok else "**not met**"  # noqa: E731
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `bench/run.py` (issue 8). Throughput is the ratio to a bare Flask JSON hello",
+        "(`bench/hello.py`) served by the same `gunicorn.conf.py` on the same machine in the same",
+        "run, hello and scenario interleaved (A B A B ...); every figure is the median over",
+        "rounds, the ratio the median of per-round ratios.",
+        "",
+        f"- Command: `{command}`",
+        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {m['nproc']} vCPU ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}, "
+        f"Python {m['python']}, {m['wrk']}; wrk, gunicorn, PostgreSQL, Redis and moto_server "
+        "all share these cores",
+        f"- Load: wrk -t{WRK_THREADS} -c{CONNECTIONS}, {report['args']['duration']} s a run "
+        "after a "
+        f"{report['args']['warmup']} s warm-up per scenario, {report['args']['rounds']} rounds; "
+        f"{report['args']['users']} signed-in users' tokens rotated per request",
+        "- Trellis: gunicorn.conf.py as in production (gthread, WEB_CONCURRENCY and "
+        "GUNICORN_THREADS unset: 2 workers x 4 threads), APP_ENV=test, rate limiter on Redis "
+        "(limits 1,000,000/minute), OUTBOX_RELAY_IN_WEB=true (the production default)",
+        "- Load average (1, 5, 15 min) before the run: "
+        + ", ".join(f"{x:.2f}" for x in report.get("loadavg", {}).get("start", ()))
+        + "; after: "
+        + ", ".join(f"{x:.2f}" for x in report.get("loadavg", {}).get("end", ()))
+        + " (anything above the harness's own load is another process sharing the cores)",
+        f"- Seed ({report['seed']['seconds']} s, COPY): "
+        + ", ".join(f"{k} {v:,}" for k, v in report["seed"]["rows"].items()),
+        "",
+        "| scenario | req/s | ratio to hello (target) | p50 ms | p99 ms | p99 / hello p99 (≤ 3x) "
+        "| worker CPU ms/req | non-2xx | socket errors |",
+        "|---|---:|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| ({r['key']}) {r['title']} | {r['rps']:,.0f} | {r['ratio']:.3f}x "
+            f"(≥ {r['target']:.2f}x: {met(r['ratio'] >= r['target'])}) | {r['p50_ms']:.2f} "
+            f"| {r['p99_ms']:.2f} | {r['p99_ratio']:.2f}x ({met(r['p99_ratio'] <= 3)}) "
+            f"| {r.get('cpu_ms', float('nan')):.2f} | {r['non2xx']} | {r['socket_errors']} |"
+        )
+    hello_rps = median([r["hello_rps"] for r in report["results"]])
+    hello_p50 = median([r["hello_p50_ms"] for r in report["results"]])
+    hello_p99 = median([r["hello_p99_ms"] for r in report["results"]])
+    hello_errors = sum(r["hello_errors"] for r in report["results"])
+    hello_cpu = median([r.get("hello_cpu_ms", float("nan")) for r in report["results"]])
+    lines.append(
+        f"| hello (reference, all its runs) | {hello_rps:,.0f} | 1 | {hello_p50:.2f} "
+        f"| {hello_p99:.2f} | 1 | {hello_cpu:.2f} | {hello_errors} | (included) |"
+    )
+    events = next((r for r in report["results"] if r["key"] == "f"), None)
+    peak = max(rss["trellis"]) if rss["trellis"] else float("nan")
+    lines += [
+        "",
+        "Per-round ratios: "
+        + "; ".join(
+            f"({r['key']}) {', '.join(str(x) for x in r['ratios'])}" for r in report["results"]
+        ),
+        "",
+        "- Peak RSS per Trellis worker (VmHWM): "
+        f"{', '.join(f'{x:.1f} MB' for x in rss['trellis'])} "
+        f"(≤ 150 MB: {met(peak <= 150)}); hello workers: "
+        f"{', '.join(f'{x:.1f} MB' for x in rss['hello'])}",
+        f"- Start-up to first answer (exec of gunicorn to the first 200 of /healthz): "
+        f"{start['trellis_s']:.2f} s (≤ 2 s: {met(start['trellis_s'] <= 2)}); then the first "
+        "authenticated GET /v1/me (JWKS fetch included) took "
+        f"{start['trellis_first_authenticated_s']:.3f} s; "
+        f"hello: {start['hello_s']:.2f} s",
+        f"- Errors: {errors_in(report)} non-2xx/3xx or socket errors in all runs "
+        f"(zero required: {met(errors_in(report) == 0)}); tracebacks in Trellis's log: "
+        f"{report['tracebacks']}",
+    ]
+    if events:
+        lines.append(f"- Events: {events['rps'] * 50:,.0f} events/s at the median (50 a request)")
+    lines += [
+        "",
+        "## Connection split between the two gunicorn workers",
+        "",
+        "Established connections per worker, sampled with `ss -tnp` half-way through each run "
+        "(the trap in DESIGN.md: wrk opens its 32 keep-alive connections at once and gthread "
+        "workers accept them greedily, so one worker can hold most of them for the whole run).",
+        "",
+        "| scenario | Trellis, per round | hello before it, per round |",
+        "|---|---|---|",
+    ]
+    for r in report["results"]:
+        lines.append(f"| ({r['key']}) | {', '.join(r['split'])} | {', '.join(r['hello_split'])} |")
+    return "\n".join(lines) + "\n"
+
+
+NOTES = "\n## Notes (by hand"
+
+
+def write_table(path: Path, text: str) -> None:
+    """Write the generated table, keeping a hand-written "## Notes (by hand ...)" tail."""
+    old = path.read_text() if path.exists() else ""
+    path.write_text(text + (old[old.index(NOTES) :] if NOTES in old else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny seed, 2 s runs, one round")
+    parser.add_argument("--duration", type=int, help="seconds per measured run (default 10)")
+    parser.add_argument("--warmup", type=int, help="seconds of warm-up per scenario (3)")
+    parser.add_argument("--rounds", type=int, help="A B A B rounds (3)")
+    parser.add_argument("--users", type=int, default=BENCH_USERS)
+    parser.add_argument("--scenarios", default="abcdef")
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument(
+        "--output", type=Path, help="markdown table (default BENCHMARKS.md; none with --smoke)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the raw report as JSON here")
+    parser.add_argument("--render", type=Path, help="only re-render a --json report's table")
+    args = parser.parse_args(argv)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        for key in ("duration", "warmup", "rounds", "users"):
+            saved["args"][key] = int(saved["args"][key])
+        text = markdown(saved, saved.get("command", "make bench"))
+        write_table(args.output or ROOT / "BENCHMARKS.md", text)
+        print(text)
+        return 0
+    args.duration = args.duration or (2 if args.smoke else 10)
+    args.warmup = args.warmup or (1 if args.smoke else 3)
+    args.rounds = args.rounds or (1 if args.smoke else 3)
+    output = args.output or (None if args.smoke else ROOT / "BENCHMARKS.md")
+    report = run(args)
+    command = "make bench" if not sys.argv[1:] else "python -m bench.run " + " ".join(sys.argv[1:])
+    text = markdown(report, command)
+    print(text)
+    if output:
+        write_table(output, text)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {**report, "command": command, "args": {k: str(v) for k, v in vars(args).items()}},
+                indent=2,
+            )
+        )
+    errors = errors_in(report)
+    if errors or report["tracebacks"]:
+        print(
+            f"bench: FAILED: {errors} failed requests, {report['tracebacks']} tracebacks",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
