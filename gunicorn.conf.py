@@ -29,6 +29,10 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 0)
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# gunicorn's 4094-byte default refused longer request lines with an HTML 414 page before
+# Trellis could answer (an over-long query value is a problem+json 422). 8190 is gunicorn's
+# maximum; nginx in front (.platform: large_client_header_buffers 4 16k) passes up to 16 KiB.
+limit_request_line = _int("GUNICORN_LIMIT_REQUEST_LINE", 8190)
 # Headers from nginx on the same host only.
 forwarded_allow_ips = "127.0.0.1"
 # No control socket: nothing here uses gunicornc, and several instances on one host would collide.
