@@ -217,7 +217,7 @@ def _responses(
 def _error_statuses(spec: Endpoint, rule: Rule) -> set[int]:
     statuses = set(spec.errors)
     if spec.auth:
-        statuses |= {401, 503}
+        statuses |= {401, 429, 503}  # every signed-in route is rate-limited
     if spec.roles:
         statuses.add(403)
     if rule.arguments:
