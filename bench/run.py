@@ -424,6 +424,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     moto = trellis = hello = None
     report: dict[str, Any] = {"logs": str(logs), "machine": machine(), "args": vars(args)}
     report["loadavg"] = {"start": os.getloadavg()}
+    report["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     try:
         moto_port = free_port()
         moto = start_moto(moto_port, log=logs / "moto.log")
@@ -579,7 +580,7 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "rounds, the ratio the median of per-round ratios.",
         "",
         f"- Command: `{command}`",
-        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Date: {report.get('date') or datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {m['nproc']} vCPU ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}, "
         f"Python {m['python']}, {m['wrk']}; wrk, gunicorn, PostgreSQL, Redis and moto_server "
         "all share these cores",
