@@ -49,10 +49,10 @@ def register_rate_limits(app: Flask) -> Limiter:
         RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
         RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         RATELIMIT_SWALLOW_ERRORS=True,
-        RATELIMIT_HEADERS_ENABLED=True,
-        # The limiter would merge its window into every Retry-After (a 503's too); the 429
-        # handler in api/errors.py sets the standard header itself.
-        RATELIMIT_HEADER_RETRY_AFTER="X-RateLimit-Retry-After",
+        # No X-RateLimit-* headers: reading the window back for them costs a second Redis
+        # round trip on every request (the profile in BENCHMARKS.md). The 429 handler in
+        # api/errors.py sets Retry-After itself.
+        RATELIMIT_HEADERS_ENABLED=False,
         RATELIMIT_KEY_PREFIX=settings.rate_limit_key_prefix,
     )
     limiter = Limiter(caller_key, application_limits=[_application_limit])
