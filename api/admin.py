@@ -30,7 +30,7 @@ def grant_role(user_id: uuid.UUID, body: RoleGrant) -> RoleChange:
     change = roles.grant_role(
         db_session(), components().groups, admin=current_user(), user_id=user_id, role=body.role
     )
-    return RoleChange(**{k: getattr(change, k) for k in change.__slots__})
+    return RoleChange.model_validate(change, from_attributes=True)
 
 
 @bp.delete("/users/<uuid:user_id>/roles/<role>")
@@ -47,4 +47,4 @@ def revoke_role(user_id: uuid.UUID, role: roles.Role) -> RoleChange:
     change = roles.revoke_role(
         db_session(), components().groups, admin=current_user(), user_id=user_id, role=role
     )
-    return RoleChange(**{k: getattr(change, k) for k in change.__slots__})
+    return RoleChange.model_validate(change, from_attributes=True)

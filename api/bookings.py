@@ -184,7 +184,7 @@ def post_message(booking_id: uuid.UUID, body: MessageCreate) -> Message:
     view = messages.post_message(
         db_session(), booking_id=booking_id, sender=current_user(), body=body.body
     )
-    return Message(**_fields(view))
+    return Message.model_validate(view, from_attributes=True)
 
 
 @bp.get("/<uuid:booking_id>/messages")
@@ -204,7 +204,7 @@ def list_messages(booking_id: uuid.UUID, query: MessageQuery) -> MessagePage:
         limit=query.limit,
     )
     return MessagePage(
-        items=[Message(**_fields(m)) for m in page.items],
+        items=[Message.model_validate(m, from_attributes=True) for m in page.items],
         next_cursor=page.next_cursor,
         poll_cursor=page.poll_cursor,
     )
@@ -229,8 +229,4 @@ def post_review(booking_id: uuid.UUID, body: ReviewCreate) -> Review:
         rating=body.rating,
         comment=body.comment,
     )
-    return Review(**_fields(view))
-
-
-def _fields(view: object) -> dict[str, object]:
-    return {name: getattr(view, name) for name in view.__slots__}  # type: ignore[attr-defined]
+    return Review.model_validate(view, from_attributes=True)

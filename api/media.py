@@ -29,10 +29,6 @@ from services import devices, notifications, uploads
 bp = Blueprint("media", __name__, url_prefix="/v1")
 
 
-def _fields(view: object, *skip: str) -> dict[str, object]:
-    return {n: getattr(view, n) for n in view.__slots__ if n not in skip}  # type: ignore[attr-defined]
-
-
 def _upload(view: uploads.UploadView, expires_in: int | None = None) -> Upload:
     post = None
     if view.upload is not None and expires_in is not None:
@@ -41,7 +37,19 @@ def _upload(view: uploads.UploadView, expires_in: int | None = None) -> Upload:
             fields=view.upload.fields,
             expires_at=view.created_at + timedelta(seconds=expires_in),
         )
-    return Upload(**_fields(view, "upload", "owner_id", "key"), upload=post)
+    return Upload(
+        id=view.id,
+        purpose=view.purpose,  # type: ignore[arg-type]
+        booking_id=view.booking_id,
+        content_type=view.content_type,
+        size_bytes=view.size_bytes,
+        filename=view.filename,
+        status=view.status,  # type: ignore[arg-type]
+        created_at=view.created_at,
+        completed_at=view.completed_at,
+        download_url=view.download_url,
+        upload=post,
+    )
 
 
 @bp.post("/uploads")
@@ -130,14 +138,16 @@ def register_device(body: DeviceCreate) -> Device:
         app_version=body.app_version,
         locale=body.locale,
     )
-    return Device(**_fields(view))
+    return Device.model_validate(view, from_attributes=True)
 
 
 @bp.get("/devices")
 @endpoint(summary="Your registered devices", tags=("devices",), response=DevicePage)
 def list_devices() -> DevicePage:
     rows = devices.list_devices(db_session(), user_id=current_user().id)
-    return DevicePage(items=[Device(**_fields(v)) for v in rows], next_cursor=None)
+    return DevicePage(
+        items=[Device.model_validate(v, from_attributes=True) for v in rows], next_cursor=None
+    )
 
 
 @bp.delete("/devices/<uuid:device_id>")
@@ -170,7 +180,7 @@ def send_notification(body: NotificationCreate) -> Notification:
         data=dict(body.data),
         per_hour=components().settings.provider_notifications_per_hour,
     )
-    return Notification(**_fields(view))
+    return Notification.model_validate(view, from_attributes=True)
 
 
 @bp.get("/notifications")
@@ -189,7 +199,8 @@ def list_notifications(query: NotificationQuery) -> NotificationPage:
         limit=query.limit,
     )
     return NotificationPage(
-        items=[Notification(**_fields(v)) for v in page.items], next_cursor=page.next_cursor
+        items=[Notification.model_validate(v, from_attributes=True) for v in page.items],
+        next_cursor=page.next_cursor,
     )
 
 
@@ -199,7 +210,7 @@ def read_notification(notification_id: uuid.UUID) -> Notification:
     view = notifications.mark_read(
         db_session(), user_id=current_user().id, notification_id=notification_id
     )
-    return Notification(**_fields(view))
+    return Notification.model_validate(view, from_attributes=True)
 
 
 @bp.post("/notifications/read-all")

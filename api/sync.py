@@ -22,7 +22,7 @@ bp = Blueprint("sync", __name__, url_prefix="/v1/sync")
 
 
 def _changes(changes: sync.Changes) -> DatasetChanges:
-    records = [SyncRecord(**{n: getattr(r, n) for n in r.__slots__}) for r in changes.records]
+    records = [SyncRecord.model_validate(r, from_attributes=True) for r in changes.records]
     return DatasetChanges(name=changes.name, sync_count=changes.sync_count, records=records)
 
 
@@ -40,7 +40,7 @@ def limits() -> sync.SyncLimits:
 @endpoint(summary="Your datasets", tags=("sync",), response=DatasetPage)
 def list_datasets() -> DatasetPage:
     rows = sync.list_datasets(db_session(), user_id=current_user().id)
-    items = [Dataset(**{n: getattr(d, n) for n in d.__slots__}) for d in rows]
+    items = [Dataset.model_validate(d, from_attributes=True) for d in rows]
     return DatasetPage(items=items, next_cursor=None)
 
 
