@@ -19,6 +19,21 @@ from tests.support.fakes import FakePush, FakeStore
 from tests.support.tokens import CLIENT_ID, POOL_ID, FakeJwksFetcher, SigningKey, token_for
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_token_in_any_log() -> Iterator[None]:
+    """Across the whole run, no log record may carry a bearer token (checked at the end)."""
+    import logging
+
+    from tests.support.log_scan import TokenScanner
+
+    scanner = TokenScanner()
+    root = logging.getLogger()
+    root.addHandler(scanner)
+    yield
+    root.removeHandler(scanner)
+    assert not scanner.leaks, f"tokens in the logs: {scanner.leaks[:5]}"
+
+
 @pytest.fixture(scope="session")
 def signing_key() -> SigningKey:
     return SigningKey()

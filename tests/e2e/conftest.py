@@ -13,6 +13,7 @@ from devstack.aws import ensure_buckets, push_applications
 from devstack.cognito import LocalPool, provision
 from devstack.processes import base_env, free_port, migrate, start_gunicorn, start_moto, stop
 from tests.support.database import fresh_database
+from tests.support.log_scan import leaks_in
 from tests.support.proxy import FaultyProxy
 
 
@@ -55,6 +56,9 @@ def stack() -> Iterator[Stack]:
             gunicorn = start_gunicorn(port, env, log=logs / "gunicorn.log")
             yield Stack(f"http://127.0.0.1:{port}", pool, database_url, logs, proxy)
             stop(gunicorn)
+            for log in logs.glob("*.log"):  # every process's log, after the whole e2e run
+                leaked = leaks_in(log.read_text(errors="replace"))
+                assert not leaked, f"tokens in {log.name}: {leaked[:3]}"
     finally:
         stop(gunicorn)
         stop(moto)
