@@ -42,22 +42,9 @@ from services.components import Components, build_components
 from tests.conftest import make_settings
 from tests.support.actors import Actor, booking_body, profile_body
 from tests.support.bookings import booking_in, ensure_profile
-from tests.support.fakes import FakePush, FakeStore
+from tests.support.fakes import FakeGroups, FakePush, FakeStore
 
 TABLES = sorted(t.name for t in Base.metadata.sorted_tables)
-
-
-class MemoryGroups:
-    """Cognito groups in memory: role grants never leave the process."""
-
-    def __init__(self) -> None:
-        self.members: set[tuple[str, str]] = set()
-
-    def add_to_group(self, username: str, group: str) -> None:
-        self.members.add((username, group))
-
-    def remove_from_group(self, username: str, group: str) -> None:
-        self.members.discard((username, group))
 
 
 def fingerprint(connection: Connection) -> dict[str, str]:
@@ -103,7 +90,7 @@ def _ok(response: Any, status: int = 200) -> dict[str, Any]:
 
 @pytest.fixture
 def world(actors, components: Components, connection: Connection, client: FlaskClient) -> World:  # type: ignore[no-untyped-def]
-    components.groups = MemoryGroups()
+    components.groups = FakeGroups()
     consumer, provider, admin = actors("consumer"), actors("provider"), actors("admin")
     # Holding every role but admin: roles alone never make someone a party to an object.
     stranger = actors("consumer", "provider")

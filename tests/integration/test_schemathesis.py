@@ -47,6 +47,7 @@ from api import create_app
 from services.components import Components, build_components
 from tests.conftest import make_settings
 from tests.support.actors import booking_body, profile_body
+from tests.support.fakes import FakeGroups
 from tests.support.tokens import FakeJwksFetcher, SigningKey, token_for
 
 CALLERS = ("anonymous", "no_roles", "consumer", "provider", "everyone")
@@ -56,19 +57,6 @@ GROUPS = {
     "provider": ["providers"],
     "everyone": ["consumers", "providers", "admins"],
 }
-
-
-class MemoryGroups:
-    """Cognito groups in memory: role grants and revocations never leave the process."""
-
-    def __init__(self) -> None:
-        self.members: set[tuple[str, str]] = set()
-
-    def add_to_group(self, username: str, group: str) -> None:
-        self.members.add((username, group))
-
-    def remove_from_group(self, username: str, group: str) -> None:
-        self.members.discard((username, group))
 
 
 def status_code_is_documented(ctx: Any, response: Any, case: schemathesis.Case) -> None:
@@ -166,7 +154,7 @@ def world(
     connection: Connection,
     signing_key: SigningKey,
 ) -> World:
-    components.groups = MemoryGroups()
+    components.groups = FakeGroups()
     world = World(connection)
     for caller, groups in GROUPS.items():
         sub = f"fuzz-{caller}"

@@ -72,3 +72,16 @@ class FakePush:
             raise EndpointGone(arn)
         self.published.append((arn, message))
         return str(uuid.uuid4())
+
+
+@dataclass
+class FakeGroups:
+    """Cognito groups in memory: role grants and revocations never leave the process."""
+
+    members: set[tuple[str, str]] = field(default_factory=set)
+
+    def add_to_group(self, username: str, group: str) -> None:
+        self.members.add((username, group))
+
+    def remove_from_group(self, username: str, group: str) -> None:
+        self.members.discard((username, group))
