@@ -6,7 +6,8 @@ from flask import g, request
 
 from api.context import components, db_session
 from api.errors import MissingToken
-from services.errors import Forbidden, InvalidToken
+from services.auth import Identity
+from services.errors import Forbidden, InvalidToken, TrellisError
 from services.users import UserView, sync_user
 
 
@@ -20,9 +21,25 @@ def _bearer_token() -> str:
     return token.strip()
 
 
+def verified_identity() -> Identity:
+    """The request's verified token, checked once per request (the rate limiter asks first)."""
+    cached = g.get("identity")
+    if isinstance(cached, Exception):
+        raise cached
+    if cached is not None:
+        return cached
+    try:
+        identity = components().verifier.verify(_bearer_token())
+    except TrellisError as exc:
+        g.identity = exc
+        raise
+    g.identity = identity
+    return identity
+
+
 def authenticate(roles: tuple[str, ...] = ()) -> UserView:
     """Verify the bearer token (401), sync the user row, require one of `roles` (403)."""
-    identity = components().verifier.verify(_bearer_token())
+    identity = verified_identity()
     user = g.user = sync_user(db_session(), identity=identity)
     if roles and not set(user.roles).intersection(roles):
         raise Forbidden(f"This needs one of the roles: {', '.join(sorted(roles))}.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Flask, request
 from flask_limiter import Limiter
 
+from api.auth import verified_identity
 from api.context import components
 from services.errors import TrellisError
 
@@ -23,14 +24,12 @@ EXEMPT = ("health.healthz", "health.readyz", "openapi.openapi_json")
 
 
 def caller_key() -> str:
-    """The verified user (a cheap cache hit once the token was seen), else the client IP."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
+    """The verified user (verified once per request, then by the route too), else the IP."""
+    if request.headers.get("Authorization"):
         try:
-            return "user:" + components().verifier.verify(token.strip()).sub
+            return "user:" + verified_identity().sub
         except TrellisError:
-            pass  # the request will be refused with 401; count it against the address
+            pass  # the route will refuse it with 401; count it against the address
     return f"ip:{request.remote_addr}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from dataclasses import dataclass
@@ -165,12 +166,8 @@ def search(
     hits: list[ProviderView] = []
     for profile, km in session.execute(query):
         view = _view(profile)
-        hits.append(ProviderView(**{**_fields(view), "distance_km": km}))
+        hits.append(dataclasses.replace(view, distance_km=km))
     return page_of(hits, limit, scope, lambda v: [v.distance_km, str(v.id)])
-
-
-def _fields(view: ProviderView) -> dict[str, Any]:
-    return {name: getattr(view, name) for name in ProviderView.__slots__}
 
 
 def _cursor_key(cursor: str, scope: str, length: int) -> list[Any]:

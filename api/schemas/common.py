@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -16,8 +16,6 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
-
-T = TypeVar("T")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
@@ -115,13 +113,6 @@ class Problem(BaseModel):
     instance: str | None = Field(None, examples=["/v1/me"])
     request_id: str | None = Field(None, examples=["6f1c0a7d2b9e4c55a0d1e2f3a4b5c6d7"])
     errors: list[FieldProblem] | None = None
-
-
-class Page(BaseModel, Generic[T]):
-    """One page of a list. Pass `next_cursor` back as `cursor`; null means the end."""
-
-    items: list[T]
-    next_cursor: str | None
 
 
 class PageQuery(QueryModel):
