@@ -112,11 +112,13 @@ def _deliver(
     devices = session.scalars(
         select(Device).where(Device.user_id == message.user_id, Device.enabled)
     ).all()
-    badge = _unread(session, message.user_id)
+    pending = [d for d in devices if str(d.id) not in done]
+    # The badge needs a count query: only for an alert actually going out.
+    badge = (
+        _unread(session, message.user_id) if pending and not message.payload.get("silent") else 0
+    )
     error: str | None = None
-    for device in devices:
-        if str(device.id) in done:
-            continue
+    for device in pending:
         try:
             push.publish(
                 arn=device.endpoint_arn, message=sns_message(device.platform, message, badge)
