@@ -7,7 +7,7 @@ import uuid
 from flask import Blueprint
 
 from api.auth import current_user
-from api.context import components, db_session
+from api.context import components, db_session, reads_must_see_write
 from api.endpoint import endpoint
 from api.schemas.marketplace import RoleChange, RoleGrant, RoleInPath
 from services import roles
@@ -47,4 +47,5 @@ def revoke_role(user_id: uuid.UUID, role: roles.Role) -> RoleChange:
     change = roles.revoke_role(
         db_session(), components().groups, admin=current_user(), user_id=user_id, role=role
     )
+    reads_must_see_write(change.subject)  # the user's next read, even on a replica, lacks it
     return RoleChange.model_validate(change, from_attributes=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import g, request
 
-from api.context import components, db_session
+from api.context import components, db_session, primary_session
 from api.errors import MissingToken
 from services.auth import Identity
 from services.errors import Forbidden, InvalidToken, TrellisError
@@ -40,7 +40,7 @@ def verified_identity() -> Identity:
 def authenticate(roles: tuple[str, ...] = ()) -> UserView:
     """Verify the bearer token (401), sync the user row, require one of `roles` (403)."""
     identity = verified_identity()
-    user = g.user = sync_user(db_session(), identity=identity)
+    user = g.user = sync_user(db_session(), identity=identity, primary=primary_session)
     if roles and not set(user.roles).intersection(roles):
         raise Forbidden(f"This needs one of the roles: {', '.join(sorted(roles))}.")
     return user

@@ -1,13 +1,20 @@
-"""Per-request access to the process's components and the request's database session."""
+"""Per-request access to the process's components and the request's database sessions.
+
+Reads (GET and HEAD) run on a replica when one is configured and fit for the caller (see
+services/replicas.py); everything else, and any write a read needs, runs on the primary.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from services.components import Components
 
 EXTENSION = "trellis"
+READ_METHODS = frozenset({"GET", "HEAD"})
+_COMMITTED = "trellis.committed"
 
 
 def components() -> Components:
@@ -15,19 +22,85 @@ def components() -> Components:
 
 
 def db_session() -> Session:
-    """The request's one session, opened on first use and closed at teardown."""
+    """The request's session, opened on first use and closed at teardown."""
     session = g.get("db_session")
     if session is None:
-        session = g.db_session = components().sessions()
+        session = g.db_session = _open_session()
     return session
 
 
-def _close_session(_exc: BaseException | None) -> None:
+def primary_session() -> Session:
+    """A session on the primary: the request's own unless that one reads from a replica."""
+    if g.get("db_replica") is None:
+        return db_session()
+    session = g.get("db_primary")
+    if session is None:
+        session = g.db_primary = components().sessions()
+    return session
+
+
+def _open_session() -> Session:
+    built = components()
+    reads = built.reads
+    if reads is not None and request.method in READ_METHODS and not g.get("db_force_primary"):
+        identity = g.get("identity")
+        replica = reads.choose(getattr(identity, "sub", None))
+        if replica is not None:
+            g.db_replica = replica
+            g.db_route = f"replica:{replica.name}"
+            return replica.sessions()
+    g.db_route = "primary"
+    return built.sessions()
+
+
+def read_on_primary_after_failure(error: BaseException) -> bool:
+    """After a database error on a replica: mark it down and let the read run again on the
+    primary (True). False when the request was not reading from a replica."""
+    replica = g.pop("db_replica", None)
+    if replica is None:
+        return False
+    replica.mark_down(f"{type(error).__name__}: {str(error).strip()[:200]}")
     session = g.pop("db_session", None)
     if session is not None:
-        session.close()  # rolls back whatever a service left uncommitted
+        session.close()
+    g.db_force_primary = True
+    return True
+
+
+def reads_must_see_write(subject: str) -> None:
+    """Another user's reads must also wait for this request's write (e.g. a role revoked)."""
+    g.setdefault("written_for", set()).add(subject)
+
+
+def _note_write(response: Response) -> Response:
+    """Before the answer leaves: record how far this request's committed writes reached."""
+    sessions = (g.get("db_session"), g.get("db_primary"))
+    if not any(s is not None and s.info.get(_COMMITTED) for s in sessions):
+        return response
+    subjects = set(g.get("written_for", ()))
+    caller = getattr(g.get("identity"), "sub", None)
+    if caller is not None:
+        subjects.add(caller)
+    reads = components().reads
+    for subject in subjects if reads is not None else ():
+        reads.note_write(subject)
+    return response
+
+
+def _close_sessions(_exc: BaseException | None) -> None:
+    for name in ("db_session", "db_primary"):
+        session = g.pop(name, None)
+        if session is not None:
+            session.close()  # rolls back whatever a service left uncommitted
+
+
+def _flag_commit(session: Session) -> None:
+    session.info[_COMMITTED] = True
 
 
 def register_context(app: Flask, built: Components) -> None:
     app.extensions[EXTENSION] = built
-    app.teardown_appcontext(_close_session)
+    if built.reads is not None:
+        event.listen(built.sessions, "after_commit", _flag_commit)
+        app.after_request(_note_write)
+    app.teardown_appcontext(_close_sessions)

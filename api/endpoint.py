@@ -15,13 +15,16 @@ from typing import Any
 
 from flask import Response, request
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 
 from api.auth import authenticate
+from api.context import read_on_primary_after_failure
 from api.idempotency import run_idempotently
 from api.responses import json_response
 from api.validation import parse_json, parse_path, parse_query, read_body
 
 ENDPOINT_ATTRIBUTE = "__trellis_endpoint__"
+DATABASE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -83,16 +86,26 @@ def endpoint(
 
         @wraps(view)
         def wrapper(**path: Any) -> Response:
-            if spec.auth:
-                authenticate(spec.roles)
-            if spec.idempotent and "Idempotency-Key" in request.headers:
-                return run_idempotently(lambda: _call(view, spec, path))
-            return _call(view, spec, path)
+            try:
+                return _serve(view, spec, path)
+            except DATABASE_ERRORS as exc:
+                # A replica failed under a read: the read is safe to run again on the primary.
+                if read_on_primary_after_failure(exc):
+                    return _serve(view, spec, path)
+                raise
 
         setattr(wrapper, ENDPOINT_ATTRIBUTE, spec)
         return wrapper
 
     return decorate
+
+
+def _serve(view: Callable[..., Any], spec: Endpoint, path: dict[str, Any]) -> Response:
+    if spec.auth:
+        authenticate(spec.roles)
+    if spec.idempotent and "Idempotency-Key" in request.headers:
+        return run_idempotently(lambda: _call(view, spec, path))
+    return _call(view, spec, path)
 
 
 def _call(view: Callable[..., Any], spec: Endpoint, path: dict[str, Any]) -> Response:

@@ -6,7 +6,7 @@ from flask import Blueprint
 
 from api.context import components
 from api.endpoint import endpoint
-from api.schemas.me import Health
+from api.schemas.me import Health, Readiness, ReplicaHealth
 from services.db import check_database
 
 bp = Blueprint("health", __name__)
@@ -20,8 +20,18 @@ def healthz() -> Health:
 
 
 @bp.get("/readyz")
-@endpoint(summary="Readiness", tags=("health",), auth=False, response=Health, errors=(503,))
-def readyz() -> Health:
-    """The database answers; 503 problem+json with Retry-After when it does not."""
-    check_database(components().engine)
-    return Health(status="ready")
+@endpoint(summary="Readiness", tags=("health",), auth=False, response=Readiness, errors=(503,))
+def readyz() -> Readiness:
+    """The primary answers; 503 problem+json with Retry-After when it does not.
+
+    Replicas are detail only: a replica that is down or lagging is skipped, not fatal.
+    """
+    built = components()
+    check_database(built.engine)
+    if built.reads is None:
+        return Readiness(status="ready")
+    replicas = [
+        ReplicaHealth(name=s.name, state=s.state, lag_seconds=s.lag_seconds, error=s.error)
+        for s in built.reads.statuses()
+    ]
+    return Readiness(status="ready", replicas=replicas)

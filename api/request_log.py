@@ -61,6 +61,7 @@ def _finish(response: Response) -> Response:
             "status": response.status_code,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
             "user_id": str(user.id) if user is not None else None,
+            "db": g.get("db_route"),
         },
     )
     return response

@@ -17,6 +17,15 @@ from services.aws.jwks import HttpJwksFetcher, JwksFetcher
 from services.aws.s3 import ObjectStore, S3Store
 from services.aws.sns import PushGateway, SnsPush
 from services.db import build_engine, session_factory
+from services.replicas import (
+    MemoryWriteMarks,
+    PrimaryPositions,
+    ReadRouter,
+    RedisWriteMarks,
+    Replica,
+    WriteMarks,
+    replica_name,
+)
 from services.settings import Settings
 from services.uploads import DEFAULT_LIMITS, UploadLimit
 
@@ -34,6 +43,7 @@ class Components:
     push: PushGateway
     exports: ExportSink
     relay: outbox.OutboxRelay | None = None
+    reads: ReadRouter | None = None  # None: no replica configured, everything on the primary
     upload_limits: Mapping[str, UploadLimit] = field(default_factory=dict)
 
 
@@ -41,6 +51,7 @@ def build_components(
     settings: Settings,
     *,
     jwks_fetcher: JwksFetcher | None = None,
+    write_marks: WriteMarks | None = None,
     groups: GroupDirectory | None = None,
     store: ObjectStore | None = None,
     push: PushGateway | None = None,
@@ -89,6 +100,7 @@ def build_components(
             kms_key_id=settings.kms_key_id,
         ),
         upload_limits=upload_limits(settings),
+        reads=read_router(settings, engine, write_marks),
     )
     if settings.outbox_relay_in_web:
         built.relay = outbox.OutboxRelay(
@@ -96,6 +108,36 @@ def build_components(
         )
         wake_relay_after_commit(sessions, built.relay)
     return built
+
+
+def read_router(
+    settings: Settings, primary: Engine, marks: WriteMarks | None = None
+) -> ReadRouter | None:
+    """Replicas from DATABASE_READ_URL; write marks in Redis when there is one."""
+    if not settings.database_read_urls:
+        return None
+    positions = PrimaryPositions(primary, every_seconds=settings.db_replica_check_seconds)
+    replicas = [
+        Replica(
+            replica_name(url),
+            build_engine(settings, url),
+            positions,
+            max_lag_seconds=settings.db_replica_max_lag_seconds,
+            retry_seconds=settings.db_replica_retry_seconds,
+            check_seconds=settings.db_replica_check_seconds,
+        )
+        for url in settings.database_read_urls
+    ]
+    if marks is None:
+        marks = (
+            RedisWriteMarks(settings.redis_url, prefix=settings.rate_limit_key_prefix)
+            if settings.redis_url
+            else MemoryWriteMarks()
+        )
+    # A replica within the lag bound has replayed every commit older than the bound, so a
+    # mark is needed only that long (with a margin for the check interval).
+    ttl = int(settings.db_replica_max_lag_seconds + 2 * settings.db_replica_check_seconds) + 5
+    return ReadRouter(positions, replicas, marks, mark_ttl_seconds=ttl)
 
 
 def wake_relay_after_commit(sessions: sessionmaker[Session], relay: outbox.OutboxRelay) -> None:

@@ -15,11 +15,12 @@ from services.errors import Unavailable
 from services.settings import Settings
 
 
-def build_engine(settings: Settings) -> Engine:
-    """A pooled engine for DATABASE_URL with liveness checks and bounded waits."""
-    url = make_url(settings.db_url)
+def build_engine(settings: Settings, url_text: str | None = None) -> Engine:
+    """A pooled engine (DATABASE_URL unless `url_text`) with liveness checks and bounded waits."""
+    url_text = url_text or settings.db_url
+    url = make_url(url_text)
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(settings.db_url)
+        return _sqlite_engine(url_text)
     connect_args: dict[str, Any] = {"connect_timeout": settings.db_connect_timeout_seconds}
     if settings.db_statement_timeout_ms:
         connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"

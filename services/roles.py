@@ -29,6 +29,7 @@ class RoleChangeView:
     action: Literal["grant", "revoke"]
     actor_id: uuid.UUID
     created_at: datetime
+    subject: str  # the user's Cognito sub: their next reads must see this change
 
 
 def grant_role(
@@ -98,4 +99,4 @@ def _record(
         created_at=utcnow(),
     )
     session.add(change)
-    return RoleChangeView(user.id, role, action, admin.id, change.created_at)
+    return RoleChangeView(user.id, role, action, admin.id, change.created_at, user.cognito_sub)

@@ -46,6 +46,13 @@ class Settings(BaseModel):
 
     app_env: Literal["development", "test", "production"] = Field("production", alias="APP_ENV")
     database_url: str | None = Field(None, alias="DATABASE_URL")
+    # Read replicas (comma-separated URLs); reads fall back to the primary when none fits.
+    database_read_urls: tuple[str, ...] = Field((), alias="DATABASE_READ_URL")
+    db_replica_max_lag_seconds: float = Field(
+        10.0, gt=0, le=3600, alias="DB_REPLICA_MAX_LAG_SECONDS"
+    )
+    db_replica_retry_seconds: float = Field(15.0, gt=0, le=3600, alias="DB_REPLICA_RETRY_SECONDS")
+    db_replica_check_seconds: float = Field(1.0, gt=0, le=60, alias="DB_REPLICA_CHECK_SECONDS")
     aws_region: str = Field("us-east-1", alias="AWS_REGION", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     cognito_user_pool_id: str = Field(alias="COGNITO_USER_POOL_ID")
     cognito_app_client_ids: Annotated[tuple[str, ...], Field(min_length=1)] = Field(
@@ -114,7 +121,7 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
 
     _split_client_ids = field_validator(
-        "cognito_app_client_ids", "uploads_cors_origins", mode="before"
+        "cognito_app_client_ids", "uploads_cors_origins", "database_read_urls", mode="before"
     )(_split_csv)
 
     @field_validator("upload_limits", mode="before")
@@ -195,6 +202,12 @@ class Settings(BaseModel):
             if not database_url.startswith(("postgresql+psycopg2://", "sqlite://")):
                 raise ValueError("DATABASE_URL must be a postgresql:// or sqlite:// URL")
         object.__setattr__(self, "database_url", database_url)
+        read_urls = tuple(normalize_database_url(url) for url in self.database_read_urls)
+        if any(not url.startswith("postgresql+psycopg2://") for url in read_urls):
+            raise ValueError("DATABASE_READ_URL must list postgresql:// URLs")
+        if read_urls and not (database_url or "").startswith("postgresql"):
+            raise ValueError("DATABASE_READ_URL needs a PostgreSQL DATABASE_URL")
+        object.__setattr__(self, "database_read_urls", read_urls)
         if not self.uploads_bucket:
             object.__setattr__(self, "uploads_bucket", f"trellis-uploads-{self.app_env}")
         if not self.export_bucket:

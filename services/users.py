@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,23 +47,38 @@ def effective_roles(identity: Identity, revocations: Mapping[str, float]) -> lis
     return sorted(r for r in identity.roles if identity.issued_at >= revocations.get(r, 0.0))
 
 
-def sync_user(session: Session, *, identity: Identity) -> UserView:
+def sync_user(
+    session: Session, *, identity: Identity, primary: Callable[[], Session] | None = None
+) -> UserView:
     """The caller's user row, created on first sight and updated when email or roles change.
 
     Writes only when something changed, so an ordinary request costs one indexed read.
+    `session` may read from a replica; then `primary` gives the session any write goes to.
     """
     user = session.scalar(select(User).where(User.cognito_sub == identity.sub))
+    if primary is not None and (user is None or _stale(user, identity)):
+        writer = primary()
+        if writer is not session:
+            session = writer
+            user = session.scalar(select(User).where(User.cognito_sub == identity.sub))
     if user is None:
         user = _create(session, identity)
-    roles = effective_roles(identity, user.role_revocations)
-    email = identity.email if identity.email is not None else user.email
-    username = identity.username or user.cognito_username
-    if (user.roles, user.email, user.cognito_username) != (roles, email, username):
+    if _stale(user, identity):
+        roles = effective_roles(identity, user.role_revocations)
+        email = identity.email if identity.email is not None else user.email
+        username = identity.username or user.cognito_username
         with transaction(session):
             if ("provider" in roles) != ("provider" in user.roles):
                 _set_provider_active(session, user.id, "provider" in roles)
             user.roles, user.email, user.cognito_username = roles, email, username
     return view_of(user)
+
+
+def _stale(user: User, identity: Identity) -> bool:
+    roles = effective_roles(identity, user.role_revocations)
+    email = identity.email if identity.email is not None else user.email
+    username = identity.username or user.cognito_username
+    return (user.roles, user.email, user.cognito_username) != (roles, email, username)
 
 
 def _create(session: Session, identity: Identity) -> User:

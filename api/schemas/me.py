@@ -51,5 +51,20 @@ class MeUpdate(StrictModel):
     phone: Phone | None = Field(None, description="E.164 phone number", examples=["+14155550123"])
 
 
+class ReplicaHealth(BaseModel):
+    """A read replica as last checked; reads skip it unless `state` is ok."""
+
+    name: str = Field(description="host:port/database")
+    state: Literal["ok", "lagging", "down"]
+    lag_seconds: float | None = Field(description="Replay lag; null when it did not answer")
+    error: str | None = None
+
+
 class Health(BaseModel):
     status: Literal["ok", "ready"]
+
+
+class Readiness(Health):
+    replicas: list[ReplicaHealth] = Field(
+        default_factory=list, description="Each DATABASE_READ_URL replica (empty when none)"
+    )

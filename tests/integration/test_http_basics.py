@@ -41,7 +41,8 @@ def test_healthz_needs_no_database_and_no_token(signing_key: SigningKey) -> None
 
 def test_readyz_checks_the_database(client: FlaskClient) -> None:
     response = client.get("/readyz")
-    assert response.status_code == 200 and response.get_json() == {"status": "ready"}
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ready", "replicas": []}
 
 
 @pytest.fixture
