@@ -26,9 +26,11 @@ State = Literal["ok", "lagging", "down"]
 
 _STATUS = text(
     "SELECT pg_is_in_recovery(),"
-    " COALESCE(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text,"
-    # Caught up (everything received is replayed) means no lag, however long ago the last
-    # commit was; otherwise the age of the last replayed commit.
+    " (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+    "       ELSE pg_current_wal_lsn() END)::text,"
+    # The replica's own estimate, used until the primary's positions are known: caught up
+    # (everything received is replayed) means no lag; otherwise the age of the last replayed
+    # commit (which overstates the lag after a quiet spell on the primary).
     " CASE WHEN NOT pg_is_in_recovery()"
     "      OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
     "      ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END"
@@ -97,12 +99,14 @@ class PrimaryPositions:
         finally:
             self._lock.release()
 
-    def seconds_behind(self, replayed: int) -> float:
-        """How long ago the primary first passed a position the replica has not replayed."""
-        for at, lsn in list(self._samples):
+    def seconds_behind(self, replayed: int) -> float | None:
+        """How long ago the primary first passed a position the replica has not replayed
+        (None before the first sample: then the replica's own estimate stands)."""
+        samples = list(self._samples)
+        for at, lsn in samples:
             if lsn > replayed:
                 return max(0.0, self._clock() - at)
-        return 0.0
+        return 0.0 if samples else None
 
 
 class Replica:
@@ -156,7 +160,8 @@ class Replica:
         except Exception as exc:  # any failure means: do not read here for a while
             self.mark_down(f"{type(exc).__name__}: {str(exc).strip()[:200]}")
             return
-        lag = max(float(lag), self._primary.seconds_behind(parse_lsn(lsn)))
+        behind = self._primary.seconds_behind(parse_lsn(lsn))
+        lag = float(lag) if behind is None else behind
         state: State = "ok" if lag <= self._max_lag else "lagging"
         self._set(ReplicaStatus(self.name, state, round(lag, 3), parse_lsn(lsn)), self._check)
 
