@@ -75,7 +75,9 @@ def run_export() -> None:
     complete = False
     while not complete:
         try:
-            result = export.run_export(built.sessions, built.exports, built.settings)
+            result = export.run_export(
+                built.sessions, built.exports, built.settings, reads=built.reads
+            )
         except export.ExportBusy as exc:
             raise click.ClickException(exc.detail) from exc
         except export.ExportFailed as exc:

@@ -56,7 +56,7 @@ def export_task() -> dict[str, Any]:
     """Export changed rows to S3 (see services/export.py): 503 when it failed or is busy.
     `complete` false: EXPORT_MAX_SECONDS stopped the run; the next one continues."""
     built = components()
-    result = export.run_export(built.sessions, built.exports, built.settings)
+    result = export.run_export(built.sessions, built.exports, built.settings, reads=built.reads)
     return {
         "task": "export",
         "run_id": str(result.run_id),

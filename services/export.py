@@ -29,7 +29,8 @@ import logging
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -44,6 +45,7 @@ from models.base import utcnow
 from services.aws.exports import ExportObject, ExportSink
 from services.db import transaction
 from services.errors import Unavailable
+from services.replicas import ReadRouter, Replica
 
 if TYPE_CHECKING:
     from services.settings import Settings
@@ -204,6 +206,7 @@ class ExportResult:
     manifest: str | None
     tables: dict[str, int]
     complete: bool  # False: the time limit stopped it; run again to continue
+    source: str = "primary"  # where the rows were read: "primary" or "replica:<name>"
 
 
 def run_export(
@@ -213,6 +216,7 @@ def run_export(
     *,
     now: datetime | None = None,
     clock: Callable[[], float] = time.monotonic,
+    reads: ReadRouter | None = None,
 ) -> ExportResult:
     """Export every configured table's rows changed since its watermark; see the module doc.
 
@@ -228,11 +232,19 @@ def run_export(
         session.add(ExportRun(id=run_id, started_at=started, status="running"))
     written: list[str] = []
     try:
-        with sessions() as session, transaction(session):
+        replica = reads.caught_up() if reads is not None else None
+        source = f"replica:{replica.name}" if replica is not None else "primary"
+        with (
+            sessions() as session,
+            transaction(session),
+            _reader(replica, session) as reader,
+        ):
             _hold_export_lock(session)
+            _unbounded_statements(reader)
             exported = [
                 _export_table(
                     session,
+                    reader,
                     sink,
                     table,
                     run_id=run_id,
@@ -269,7 +281,13 @@ def run_export(
     counts = {t.table.name: t.rows for t in exported}
     log.info(
         "export finished",
-        extra={"run_id": str(run_id), "rows": rows, "tables": counts, "complete": complete},
+        extra={
+            "run_id": str(run_id),
+            "rows": rows,
+            "tables": counts,
+            "complete": complete,
+            "source": source,
+        },
     )
     return ExportResult(
         run_id=run_id,
@@ -278,7 +296,28 @@ def run_export(
         manifest=manifest,
         tables=counts,
         complete=complete,
+        source=source,
     )
+
+
+@contextmanager
+def _reader(replica: Replica | None, primary: Session) -> Iterator[Session]:
+    """Where the rows are read: a caught-up replica (off the primary's back) or the primary.
+
+    The replica had replayed everything committed before the run started, so it holds every
+    row older than the cutoff; the watermarks and the run's record stay on the primary.
+    """
+    if replica is None:
+        yield primary
+        return
+    with replica.sessions() as session:
+        yield session
+
+
+def _unbounded_statements(session: Session) -> None:
+    # A full scan of a large table may take longer than the web's statement timeout.
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL statement_timeout = 0"))
 
 
 def _hold_export_lock(session: Session) -> None:
@@ -287,12 +326,11 @@ def _hold_export_lock(session: Session) -> None:
         return
     if not session.execute(select(func.pg_try_advisory_xact_lock(LOCK_KEY))).scalar_one():
         raise ExportBusy("Another export is running; retry when it has finished.", retry_after=60)
-    # A full scan of a large table may take longer than the web's statement timeout.
-    session.execute(text("SET LOCAL statement_timeout = 0"))
 
 
 def _export_table(
     session: Session,
+    reader: Session,
     sink: ExportSink,
     table: ExportTable,
     *,
@@ -323,7 +361,7 @@ def _export_table(
     part: _Part | None = None
     last: Any = None
     # yield_per implies stream_results: a server-side cursor, FETCH_ROWS at a time.
-    rows = session.execute(query, execution_options={"yield_per": FETCH_ROWS})
+    rows = reader.execute(query, execution_options={"yield_per": FETCH_ROWS})
     try:
         for row in rows:
             day = row[changed_index].astimezone(UTC).date()

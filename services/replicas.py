@@ -293,6 +293,19 @@ class ReadRouter:
             # The write stands; the user may briefly read an older copy from a replica.
             log.warning("could not record the write position: %s", exc)
 
+    def caught_up(self, wait_seconds: float = 5.0) -> Replica | None:
+        """A replica that has replayed everything the primary had written when asked (for a
+        job that must not miss a row, such as the export), or None."""
+        target = self.primary.current()
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            for replica in self.replicas:
+                if _fit(replica.status(fresh=True), target):
+                    return replica
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
+
     def statuses(self) -> list[ReplicaStatus]:
         return [replica.status() for replica in self.replicas]
 

@@ -17,8 +17,10 @@ from flask import Flask, Response, g
 from flask.testing import FlaskClient
 
 from api import create_app
+from services import export
 from services.components import build_components
 from tests.conftest import make_settings
+from tests.support.exports import FakeExportSink
 from tests.support.fakes import FakeGroups, FakePush, FakeStore
 from tests.support.proxy import FaultyProxy
 from tests.support.standby import StreamingPair, streaming_pair
@@ -301,3 +303,29 @@ def test_unreadable_write_marks_send_signed_in_reads_to_the_primary(
     assert reader.as_(ivan, "GET", "/v1/me").status_code == 200
     assert reader.last_route == "primary"
     assert _replica_state(reader)["state"] == "ok"  # the replica is fine; the marks are not
+
+
+def test_the_export_reads_a_caught_up_replica_and_never_misses_a_row(
+    reader_for: Callable[..., Reader], pair: StreamingPair
+) -> None:
+    reader = reader_for(EXPORT_SAFETY_SECONDS="0")
+    built = reader.client.application.extensions["trellis"]
+    for _ in range(3):
+        _new_user(reader, pair)
+    users = pair.primary.query("SELECT count(*) FROM users")
+
+    first = export.run_export(built.sessions, FakeExportSink(), built.settings, reads=built.reads)
+    assert first.source.startswith("replica:") and first.tables["users"] == users
+
+    pair.pause_replay()
+    try:
+        for _ in range(2):
+            assert reader.as_(f"sub-{uuid.uuid4().hex[:10]}", "GET", "/v1/me").status_code == 200
+        # The replica has not replayed the two new users: the run reads the primary instead.
+        second = export.run_export(
+            built.sessions, FakeExportSink(), built.settings, reads=built.reads
+        )
+        assert second.source == "primary" and second.tables["users"] == 2
+    finally:
+        pair.resume_replay()
+    pair.wait_caught_up()
