@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 AS     ?= consumer
 KIND   ?= access
 
-.PHONY: run test lint token bench audit clean
+.PHONY: run test lint token bench audit soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -34,6 +34,9 @@ token: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+soak: $(STAMP)
+	$(PY) -m tests.soak.run
 
 clean:
 	rm -rf $(VENV) .local instance .pytest_cache .ruff_cache

@@ -20,7 +20,13 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support.actors import booking_body, profile_body
-from tests.support.faultstack import FaultStack, fault_stack, new_user, wait_until
+from tests.support.faultstack import (
+    FaultStack,
+    fault_stack,
+    new_user,
+    wait_until,
+    warm_every_worker,
+)
 from tests.support.tokens import SigningKey, claims_for, encode
 
 pytestmark = pytest.mark.e2e
@@ -317,15 +323,10 @@ def claims_of(api: Api) -> dict[str, Any]:
 
 
 def test_jwks_down_keys_already_fetched_keep_working(faults: FaultStack) -> None:
-    user = Api(faults, new_user(faults, "consumer"))
-
-    def every_worker_has_the_keys() -> bool:
-        assert user.call("GET", "/v1/me").status_code == 200
-        return faults.jwks_fetches() >= faults.workers
-
+    token = new_user(faults, "consumer")
+    user = Api(faults, token)
     # Each worker fetches the JWKS once, on its first token; new connections reach both.
-    wait_until(every_worker_has_the_keys, timeout=30, interval=0.05, what="a fetch per worker")
-    fetches = faults.jwks_fetches()
+    fetches = warm_every_worker(faults, token)
     jwks_timeout = faults.settings.jwks_timeout_seconds
     for mode in ("refuse", "blackhole"):
         faults.jwks.set(mode)

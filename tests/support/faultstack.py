@@ -83,6 +83,22 @@ class FaultStack:
             client.close()
 
 
+def warm_every_worker(stack: FaultStack, token: str, timeout: float = 30.0) -> int:
+    """Send a token on new connections until every worker has fetched the JWKS once (each
+    worker keeps its own keys); returns how many fetches moto saw."""
+    base = stack.base_url
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def each_worker_fetched() -> int:
+        request = urllib.request.Request(f"{base}/v1/me", headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:  # a new connection
+            assert response.status == 200
+        fetches = stack.jwks_fetches()
+        return fetches if fetches >= stack.workers else 0
+
+    return wait_until(each_worker_fetched, timeout=timeout, interval=0.05, what="a JWKS per worker")
+
+
 def require_redis() -> None:
     """Fail loudly (never skip) when Redis is not where the suite expects it."""
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=2)
