@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import (
     admin,
@@ -18,6 +19,7 @@ from api import (
 )
 from api.cli import register_cli
 from api.context import register_context
+from api.cors import register_cors
 from api.errors import register_error_handlers
 from api.json import OrjsonProvider
 from api.limits import register_rate_limits
@@ -58,5 +60,12 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     register_docs(app)
     register_cli(app)
     register_security_headers(app)
+    register_cors(app, settings)
     register_rate_limits(app)  # last: it wraps the views registered above
+    if settings.proxy_hops:
+        # The client's address for rate limits and logs: the entry the load balancer added
+        # (nginx appends the balancer's own after it). Leftmost entries are the client's word.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=1
+        )
     return app

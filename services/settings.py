@@ -103,6 +103,11 @@ class Settings(BaseModel):
         64 * 1024, ge=16, le=16 * 1024**2, alias="SYNC_MAX_VALUE_BYTES"
     )
     redis_url: str | None = Field(None, alias="REDIS_URL")
+    # Proxies in front of gunicorn whose X-Forwarded-For entries are trusted: 2 on Elastic
+    # Beanstalk (the load balancer's entry, then nginx's); 0 when clients connect directly.
+    proxy_hops: int = Field(0, ge=0, le=5, alias="PROXY_HOPS")
+    # Browser origins allowed to call /v1/ (CORS); empty: no CORS headers at all.
+    cors_origins: tuple[str, ...] = Field((), alias="CORS_ORIGINS")
     rate_limit_enabled: bool = Field(True, alias="RATE_LIMIT_ENABLED")
     rate_limit_key_prefix: str = Field("trellis", max_length=64, alias="RATE_LIMIT_KEY_PREFIX")
     rate_limit_default: str = Field("300/minute", alias="RATE_LIMIT_DEFAULT")
@@ -121,7 +126,11 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
 
     _split_client_ids = field_validator(
-        "cognito_app_client_ids", "uploads_cors_origins", "database_read_urls", mode="before"
+        "cognito_app_client_ids",
+        "uploads_cors_origins",
+        "database_read_urls",
+        "cors_origins",
+        mode="before",
     )(_split_csv)
 
     @field_validator("upload_limits", mode="before")
@@ -163,6 +172,14 @@ class Settings(BaseModel):
     def _rate(cls, value: str) -> str:
         if not _RATE.match(value):
             raise ValueError('must look like "300/minute" or "10 per second;1000/hour"')
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return value
 
     @field_validator("cognito_user_pool_id")
