@@ -14,9 +14,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from models import Booking, BookingEvent
@@ -220,25 +220,68 @@ def list_bookings(
     limit: int,
 ) -> Page[BookingView]:
     """The viewer's bookings (as consumer, provider or either), newest first."""
-    b = Booking
     scope = scope_of("bookings", str(viewer.id), role, status)
+    after = time_and_id(decode_cursor(cursor, scope)) if cursor is not None else None
+    t = _BOOKINGS
     if role == "consumer":
-        mine = b.consumer_id == viewer.id
+        query = _newest(t.c.consumer_id == viewer.id, status, after, limit + 1)
     elif role == "provider":
-        mine = b.provider_id == viewer.id
+        query = _newest(t.c.provider_id == viewer.id, status, after, limit + 1)
     else:
-        mine = or_(b.consumer_id == viewer.id, b.provider_id == viewer.id)
-    query: Select[tuple[Booking]] = select(b).where(mine)
-    if status is not None:
-        query = query.where(b.status == status)
-    if cursor is not None:
-        created_at, last_id = time_and_id(decode_cursor(cursor, scope))
-        query = query.where(
-            or_(b.created_at < created_at, and_(b.created_at == created_at, b.id < last_id))
+        # Not `consumer_id = me OR provider_id = me`: PostgreSQL cannot walk either
+        # (party, created_at, id) index for an OR, and walked every booking by created_at
+        # instead (15 ms at 200k bookings). Each branch reads its own index, newest first,
+        # and the two merge; the second skips a booking the first already has.
+        as_consumer = _newest(t.c.consumer_id == viewer.id, status, after, limit + 1)
+        as_provider = _newest(
+            and_(t.c.provider_id == viewer.id, t.c.consumer_id != viewer.id),
+            status,
+            after,
+            limit + 1,
         )
-    query = query.order_by(b.created_at.desc(), b.id.desc()).limit(limit + 1)
-    rows = [_view(booking) for booking in session.scalars(query)]
+        both = union_all(select(as_consumer.subquery()), select(as_provider.subquery())).subquery()
+        query = select(both).order_by(both.c.created_at.desc(), both.c.id.desc()).limit(limit + 1)
+    rows = [BookingView(*row) for row in session.execute(query)]
     return page_of(rows, limit, scope, lambda v: [v.created_at.isoformat(), str(v.id)])
+
+
+_BOOKINGS = Booking.__table__
+# BookingView's fields in order (history aside): a list row becomes BookingView(*row)
+# without hydrating an ORM object it never needs.
+_VIEW_COLUMNS = [
+    _BOOKINGS.c[name]
+    for name in (
+        "id",
+        "consumer_id",
+        "provider_id",
+        "category",
+        "scheduled_at",
+        "lat",
+        "lng",
+        "address",
+        "notes",
+        "status",
+        "created_at",
+        "updated_at",
+    )
+]
+
+
+def _newest(
+    mine: ColumnElement[bool],
+    status: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Select[Any]:
+    """Bookings matching `mine` (and `status`) older than the cursor's, newest first."""
+    t = _BOOKINGS
+    query = select(*_VIEW_COLUMNS).where(mine)
+    if status is not None:
+        query = query.where(t.c.status == status)
+    if after is not None:
+        # A row comparison, so the (party, created_at, id) index bounds the scan itself.
+        query = query.where(tuple_(t.c.created_at, t.c.id) < tuple_(*after))
+    return query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
 
 
 def _event(

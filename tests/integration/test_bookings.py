@@ -84,6 +84,38 @@ def test_list_is_newest_first_and_pages_without_gaps(actors) -> None:  # type: i
     assert seen == list(reversed(created))
 
 
+def test_list_of_both_roles_merges_them_newest_first_without_gaps(actors) -> None:  # type: ignore[no-untyped-def]
+    """Bookings as consumer and as provider page together (two index walks merged)."""
+    both, consumer, provider = (
+        actors("consumer", "provider"),
+        actors("consumer"),
+        actors("provider"),
+    )
+    ensure_profile(both)
+    ensure_profile(provider)
+    created: list[str] = []
+    accepted: set[str] = set()
+    for i in range(7):
+        if i % 2:  # as consumer
+            created.append(booking_in("requested", both, provider))
+        else:  # as provider, two of them accepted
+            created.append(booking_in("accepted" if i in (2, 4) else "requested", consumer, both))
+            if i in (2, 4):
+                accepted.add(created[-1])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = "/v1/bookings?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        body = both.get(query).get_json()
+        seen += [item["id"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(created))
+    requested = both.get("/v1/bookings?status=requested&limit=50").get_json()["items"]
+    assert [b["id"] for b in requested] == [c for c in reversed(created) if c not in accepted]
+
+
 def test_list_exact_page_ends_with_null_cursor(actors) -> None:  # type: ignore[no-untyped-def]
     consumer, provider = actors("consumer"), actors("provider")
     ensure_profile(provider)
