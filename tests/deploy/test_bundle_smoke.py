@@ -174,3 +174,19 @@ def test_json_is_gzipped_and_big_bodies_get_the_apps_413(deployed) -> None:  # t
     )
     assert response.status_code == 413
     assert response.headers["Content-Type"] == "application/problem+json"
+
+
+def test_an_overlong_request_line_is_a_problem_not_an_html_page(deployed) -> None:  # type: ignore[no-untyped-def]
+    base, pool = deployed
+    token = sign_in(pool, "consumer")["access"]
+    headers = {"Authorization": f"Bearer {token}"}
+    for length, status in ((7_900, 422), (12_000, 414), (20_000, 414)):
+        response = requests.get(
+            f"{base}/v1/providers?category=cleaning&q={'a' * length}", headers=headers, timeout=10
+        )
+        assert response.status_code == status, (length, response.headers, response.text[:300])
+        assert response.headers["Content-Type"].startswith("application/problem+json"), (
+            length,
+            response.text[:300],
+        )
+        assert response.json()["status"] == status
