@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import ColumnElement, Select, and_, select, tuple_, union_all
 from sqlalchemy.orm import Session
@@ -102,7 +102,17 @@ class NewBooking:
     notes: str
 
 
-def party_of(booking: Booking, user: UserView) -> Party | None:
+class Parties(Protocol):
+    """A booking, or a narrow row of its consumer_id and provider_id."""
+
+    @property
+    def consumer_id(self) -> uuid.UUID: ...
+
+    @property
+    def provider_id(self) -> uuid.UUID: ...
+
+
+def party_of(booking: Parties, user: UserView) -> Party | None:
     """The caller's part in a booking; None means they may not know it exists."""
     if user.id == booking.consumer_id:
         return "consumer"

@@ -6,14 +6,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
 from models import Booking, Message
 from models.base import utcnow
 from services.bookings import lock_booking, party_of
 from services.db import transaction
-from services.errors import Forbidden, NotFound
+from services.errors import Forbidden, NotFound, ValidationFailed
 from services.notifications import notify
 from services.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
 from services.users import UserView
@@ -75,21 +75,54 @@ def list_messages(
     session: Session, *, booking_id: uuid.UUID, viewer: UserView, after: str | None, limit: int
 ) -> MessagePage:
     """Messages after the cursor, oldest first."""
-    booking = session.get(Booking, booking_id)
-    if booking is None or party_of(booking, viewer) is None:
-        raise NotFound("No such booking.")
     scope = scope_of("messages", str(booking_id))
-    after_seq = _seq(decode_cursor(after, scope, field="after")) if after else 0
-    rows = session.scalars(
-        select(Message)
-        .where(Message.booking_id == booking_id, Message.seq > after_seq)
-        .order_by(Message.seq)
+    try:
+        after_seq = _seq(decode_cursor(after, scope, field="after")) if after else 0
+    except ValidationFailed:
+        _require_party(session, booking_id, viewer)  # a hidden booking is 404 first
+        raise
+    # One round trip: the booking's parties beside each message after `after_seq` (one row
+    # with NULL message columns when there is none). The messages come from their own
+    # (booking_id, seq) index walk, LIMIT included. Nothing is returned unless the viewer
+    # is a party.
+    b, m = _BOOKINGS, _MESSAGES
+    newer = (
+        select(*_MESSAGE_COLUMNS)
+        .where(m.c.booking_id == booking_id, m.c.seq > after_seq)
+        .order_by(m.c.seq)
         .limit(limit + 1)
+        .subquery()
+    )
+    rows = session.execute(
+        select(b.c.consumer_id, b.c.provider_id, *newer.c)
+        .select_from(b.outerjoin(newer, true()))
+        .where(b.c.id == booking_id)
+        .order_by(newer.c.seq)
     ).all()
-    items = [_view(m) for m in rows[:limit]]
+    if not rows or party_of(rows[0], viewer) is None:
+        raise NotFound("No such booking.")
+    found = [MessageView(*row[2:]) for row in rows if row.seq is not None]
+    items = found[:limit]
     last_seq = items[-1].seq if items else after_seq
     cursor = encode_cursor(scope, [last_seq])
-    return MessagePage(items, cursor if len(rows) > limit else None, cursor)
+    return MessagePage(items, cursor if len(found) > limit else None, cursor)
+
+
+_BOOKINGS = Booking.__table__
+_MESSAGES = Message.__table__
+# MessageView's fields in order: a row becomes MessageView(*row) without an ORM object.
+_MESSAGE_COLUMNS = [
+    _MESSAGES.c[name] for name in ("id", "booking_id", "seq", "sender_id", "body", "created_at")
+]
+
+
+def _require_party(session: Session, booking_id: uuid.UUID, viewer: UserView) -> None:
+    b = _BOOKINGS
+    booking = session.execute(
+        select(b.c.consumer_id, b.c.provider_id).where(b.c.id == booking_id)
+    ).first()
+    if booking is None or party_of(booking, viewer) is None:
+        raise NotFound("No such booking.")
 
 
 def _seq(key: list[object]) -> int:

@@ -86,6 +86,20 @@ def test_foreign_or_garbage_after_cursor_is_422(booking, actors) -> None:  # typ
         assert response.get_json()["errors"][0]["field"] == "after"
 
 
+def test_a_hidden_booking_is_404_before_its_cursor_is_read(booking, actors) -> None:  # type: ignore[no-untyped-def]
+    consumer, _, _, booking_id = booking
+    consumer.post(f"/v1/bookings/{booking_id}/messages", json={"body": "private"})
+    stranger = actors("consumer")
+    for query in ("", "?after=garbage", f"?after={consumer_poll(consumer, booking_id)}"):
+        response = stranger.get(f"/v1/bookings/{booking_id}/messages{query}")
+        assert response.status_code == 404, query
+        assert "private" not in response.get_data(as_text=True)
+
+
+def consumer_poll(actor, booking_id: str) -> str:  # type: ignore[no-untyped-def]
+    return actor.get(f"/v1/bookings/{booking_id}/messages?limit=1").get_json()["poll_cursor"]
+
+
 def test_review_flow_and_rating_average(actors) -> None:  # type: ignore[no-untyped-def]
     consumer, provider, admin = actors("consumer"), actors("provider"), actors("admin")
     ensure_profile(provider)
