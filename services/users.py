@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -47,34 +48,58 @@ def effective_roles(identity: Identity, revocations: Mapping[str, float]) -> lis
     return sorted(r for r in identity.roles if identity.issued_at >= revocations.get(r, 0.0))
 
 
+# Just what a request needs to authorise the caller: no ORM object for the common case.
+_CALLER_COLUMNS = (
+    User.id,
+    User.email,
+    User.roles,
+    User.display_name,
+    User.phone,
+    User.created_at,
+    User.updated_at,
+    User.cognito_username,
+    User.role_revocations,
+)
+
+
 def sync_user(
     session: Session, *, identity: Identity, primary: Callable[[], Session] | None = None
 ) -> UserView:
     """The caller's user row, created on first sight and updated when email or roles change.
 
-    Writes only when something changed, so an ordinary request costs one indexed read.
-    `session` may read from a replica; then `primary` gives the session any write goes to.
+    Writes only when something changed, so an ordinary request costs one indexed read of a
+    few columns. `session` may read from a replica; then `primary` gives the session any
+    write goes to.
     """
-    user = session.scalar(select(User).where(User.cognito_sub == identity.sub))
-    if primary is not None and (user is None or _stale(user, identity)):
-        writer = primary()
-        if writer is not session:
-            session = writer
-            user = session.scalar(select(User).where(User.cognito_sub == identity.sub))
+    by_sub = User.cognito_sub == identity.sub
+    row = session.execute(select(*_CALLER_COLUMNS).where(by_sub)).one_or_none()
+    if row is not None and not _stale(row, identity):
+        return UserView(
+            id=row.id,
+            email=row.email,
+            roles=tuple(row.roles),
+            display_name=row.display_name,
+            phone=row.phone,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+    writer = primary() if primary is not None else session
+    user = writer.scalar(select(User).where(by_sub))
     if user is None:
-        user = _create(session, identity)
+        user = _create(writer, identity)
     if _stale(user, identity):
         roles = effective_roles(identity, user.role_revocations)
         email = identity.email if identity.email is not None else user.email
         username = identity.username or user.cognito_username
-        with transaction(session):
+        with transaction(writer):
             if ("provider" in roles) != ("provider" in user.roles):
-                _set_provider_active(session, user.id, "provider" in roles)
+                _set_provider_active(writer, user.id, "provider" in roles)
             user.roles, user.email, user.cognito_username = roles, email, username
     return view_of(user)
 
 
-def _stale(user: User, identity: Identity) -> bool:
+def _stale(user: Any, identity: Identity) -> bool:
+    """Whether the stored user (an ORM object or a row) lags behind the token."""
     roles = effective_roles(identity, user.role_revocations)
     email = identity.email if identity.email is not None else user.email
     username = identity.username or user.cognito_username
