@@ -14,9 +14,19 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import ColumnElement, Select, and_, select, tuple_, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from models import Booking, BookingEvent
@@ -232,26 +242,11 @@ def list_bookings(
     """The viewer's bookings (as consumer, provider or either), newest first."""
     scope = scope_of("bookings", str(viewer.id), role, status)
     after = time_and_id(decode_cursor(cursor, scope)) if cursor is not None else None
-    t = _BOOKINGS
-    if role == "consumer":
-        query = _newest(t.c.consumer_id == viewer.id, status, after, limit + 1)
-    elif role == "provider":
-        query = _newest(t.c.provider_id == viewer.id, status, after, limit + 1)
-    else:
-        # Not `consumer_id = me OR provider_id = me`: PostgreSQL cannot walk either
-        # (party, created_at, id) index for an OR, and walked every booking by created_at
-        # instead (15 ms at 200k bookings). Each branch reads its own index, newest first,
-        # and the two merge; the second skips a booking the first already has.
-        as_consumer = _newest(t.c.consumer_id == viewer.id, status, after, limit + 1)
-        as_provider = _newest(
-            and_(t.c.provider_id == viewer.id, t.c.consumer_id != viewer.id),
-            status,
-            after,
-            limit + 1,
-        )
-        both = union_all(select(as_consumer.subquery()), select(as_provider.subquery())).subquery()
-        query = select(both).order_by(both.c.created_at.desc(), both.c.id.desc()).limit(limit + 1)
-    rows = [BookingView(*row) for row in session.execute(query)]
+    query = _list_query(role, status is not None, after is not None)
+    params: dict[str, Any] = {"viewer": viewer.id, "status": status, "n": limit + 1}
+    if after is not None:
+        params["after_at"], params["after_id"] = after
+    rows = [BookingView(*row) for row in session.execute(query, params)]
     return page_of(rows, limit, scope, lambda v: [v.created_at.isoformat(), str(v.id)])
 
 
@@ -277,21 +272,46 @@ _VIEW_COLUMNS = [
 ]
 
 
-def _newest(
-    mine: ColumnElement[bool],
-    status: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> Select[Any]:
-    """Bookings matching `mine` (and `status`) older than the cursor's, newest first."""
+@cache
+def _list_query(role: str | None, by_status: bool, paged: bool) -> Select[Any]:
+    """The list's statement for one shape of filters, built once (building it per request
+    cost more than running it); values are bound at execution."""
+    t = _BOOKINGS
+    viewer = bindparam("viewer", type_=t.c.consumer_id.type)
+    if role == "consumer":
+        return _newest(t.c.consumer_id == viewer, by_status, paged)
+    if role == "provider":
+        return _newest(t.c.provider_id == viewer, by_status, paged)
+    # Not `consumer_id = me OR provider_id = me`: PostgreSQL cannot walk either
+    # (party, created_at, id) index for an OR, and walked every booking by created_at
+    # instead (15 ms at 200k bookings). Each branch reads its own index, newest first,
+    # and the two merge; the second skips a booking the first already has.
+    as_consumer = _newest(t.c.consumer_id == viewer, by_status, paged)
+    as_provider = _newest(
+        and_(t.c.provider_id == viewer, t.c.consumer_id != viewer), by_status, paged
+    )
+    both = union_all(select(as_consumer.subquery()), select(as_provider.subquery())).subquery()
+    return (
+        select(both)
+        .order_by(both.c.created_at.desc(), both.c.id.desc())
+        .limit(bindparam("n", type_=Integer))
+    )
+
+
+def _newest(mine: ColumnElement[bool], by_status: bool, paged: bool) -> Select[Any]:
+    """Bookings matching `mine` (and :status) older than the cursor's, newest first."""
     t = _BOOKINGS
     query = select(*_VIEW_COLUMNS).where(mine)
-    if status is not None:
-        query = query.where(t.c.status == status)
-    if after is not None:
+    if by_status:
+        query = query.where(t.c.status == bindparam("status", type_=t.c.status.type))
+    if paged:
         # A row comparison, so the (party, created_at, id) index bounds the scan itself.
-        query = query.where(tuple_(t.c.created_at, t.c.id) < tuple_(*after))
-    return query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit)
+        after = tuple_(
+            bindparam("after_at", type_=t.c.created_at.type),
+            bindparam("after_id", type_=t.c.id.type),
+        )
+        query = query.where(tuple_(t.c.created_at, t.c.id) < after)
+    return query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(bindparam("n", type_=Integer))
 
 
 def _event(

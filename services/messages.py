@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, true
+from sqlalchemy import Integer, Select, bindparam, select, true
 from sqlalchemy.orm import Session
 
 from models import Booking, Message
@@ -81,24 +82,9 @@ def list_messages(
     except ValidationFailed:
         _require_party(session, booking_id, viewer)  # a hidden booking is 404 first
         raise
-    # One round trip: the booking's parties beside each message after `after_seq` (one row
-    # with NULL message columns when there is none). The messages come from their own
-    # (booking_id, seq) index walk, LIMIT included. Nothing is returned unless the viewer
-    # is a party.
-    b, m = _BOOKINGS, _MESSAGES
-    newer = (
-        select(*_MESSAGE_COLUMNS)
-        .where(m.c.booking_id == booking_id, m.c.seq > after_seq)
-        .order_by(m.c.seq)
-        .limit(limit + 1)
-        .subquery()
-    )
-    rows = session.execute(
-        select(b.c.consumer_id, b.c.provider_id, *newer.c)
-        .select_from(b.outerjoin(newer, true()))
-        .where(b.c.id == booking_id)
-        .order_by(newer.c.seq)
-    ).all()
+    params = {"booking_id": booking_id, "after_seq": after_seq, "n": limit + 1}
+    rows = session.execute(_POLL, params).all()
+    # Nothing is returned unless the viewer is a party.
     if not rows or party_of(rows[0], viewer) is None:
         raise NotFound("No such booking.")
     found = [MessageView(*row[2:]) for row in rows if row.seq is not None]
@@ -114,6 +100,30 @@ _MESSAGES = Message.__table__
 _MESSAGE_COLUMNS = [
     _MESSAGES.c[name] for name in ("id", "booking_id", "seq", "sender_id", "body", "created_at")
 ]
+
+
+def _poll_statement() -> Select[Any]:
+    """One round trip: the booking's parties beside each message after :after_seq (one row
+    with NULL message columns when there is none). The messages come from their own
+    (booking_id, seq) index walk, LIMIT included. Built once; values bound per request."""
+    b, m = _BOOKINGS, _MESSAGES
+    booking_id = bindparam("booking_id", type_=b.c.id.type)
+    newer = (
+        select(*_MESSAGE_COLUMNS)
+        .where(m.c.booking_id == booking_id, m.c.seq > bindparam("after_seq", type_=Integer))
+        .order_by(m.c.seq)
+        .limit(bindparam("n", type_=Integer))
+        .subquery()
+    )
+    return (
+        select(b.c.consumer_id, b.c.provider_id, *newer.c)
+        .select_from(b.outerjoin(newer, true()))
+        .where(b.c.id == booking_id)
+        .order_by(newer.c.seq)
+    )
+
+
+_POLL = _poll_statement()
 
 
 def _require_party(session: Session, booking_id: uuid.UUID, viewer: UserView) -> None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import Select, and_, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from models import Device, SyncDataset, SyncRecord
@@ -89,15 +89,8 @@ def list_datasets(session: Session, *, user_id: uuid.UUID) -> list[DatasetView]:
 
 def changes_since(session: Session, *, user_id: uuid.UUID, name: str, since: int) -> Changes:
     """Records written after `since` (tombstones included); 404 for an unknown dataset."""
-    d, r = _DATASETS, _RECORDS
-    # One round trip: the dataset's count beside each record written after `since` (one
-    # row with NULL record columns when there is none), read as plain rows, not ORM objects.
-    rows = session.execute(
-        select(d.c.sync_count.label("dataset_sync_count"), *_RECORD_COLUMNS)
-        .select_from(d.outerjoin(r, and_(r.c.dataset_id == d.c.id, r.c.sync_count > since)))
-        .where(d.c.user_id == user_id, d.c.name == name)
-        .order_by(r.c.sync_count, r.c.key)
-    ).all()
+    params = {"user_id": user_id, "name": name, "since": since}
+    rows = session.execute(_CHANGES, params).all()
     if not rows:
         raise NotFound("No such dataset.")
     records = [RecordView(*row[1:]) for row in rows if row.key is not None]
@@ -111,6 +104,25 @@ _RECORD_COLUMNS = [
     _RECORDS.c[column]
     for column in ("key", "value", "sync_count", "deleted", "updated_at", "device_id")
 ]
+
+
+def _changes_statement() -> Select[Any]:
+    """One round trip: the dataset's count beside each record written after :since (one
+    row with NULL record columns when there is none). Built once; values bound per request."""
+    d, r = _DATASETS, _RECORDS
+    since = bindparam("since", type_=r.c.sync_count.type)
+    return (
+        select(d.c.sync_count.label("dataset_sync_count"), *_RECORD_COLUMNS)
+        .select_from(d.outerjoin(r, and_(r.c.dataset_id == d.c.id, r.c.sync_count > since)))
+        .where(
+            d.c.user_id == bindparam("user_id", type_=d.c.user_id.type),
+            d.c.name == bindparam("name", type_=d.c.name.type),
+        )
+        .order_by(r.c.sync_count, r.c.key)
+    )
+
+
+_CHANGES = _changes_statement()
 
 
 def apply_batch(
