@@ -129,6 +129,13 @@ def _deliver(
             stats.devices_disabled += 1
         except PushUnavailable as exc:
             error = str(exc)[:1000]
+        except Exception as exc:
+            # A garbled answer (botocore's ResponseParserError is no BotoCoreError) or an
+            # adapter bug: retry this message later. Letting it escape would roll back the
+            # whole batch, re-send the pushes already out, and leave this message first in
+            # line for the next pass, and the next: the outbox would stall behind it.
+            log.exception("push failed unexpectedly", extra={"outbox_id": str(message.id)})
+            error = f"{type(exc).__name__}: {exc}"[:1000]
     message.delivered_to = sorted(done)
     message.attempts += 1
     if error is None:

@@ -13,6 +13,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
 from typing import Any
 
 import httpx
@@ -45,18 +49,34 @@ def faults() -> Iterator[FaultStack]:
         yield stack
 
 
+@dataclass
+class LogWindow:
+    """The part of gunicorn's log one test wrote."""
+
+    path: Path
+    start: int
+
+    def text(self) -> str:
+        with self.path.open("rb") as handle:
+            handle.seek(self.start)
+            return handle.read().decode(errors="replace")
+
+    def examined(self) -> None:
+        """The test checked what is logged so far itself (a known bug's traces)."""
+        self.start = self.path.stat().st_size
+
+
 @pytest.fixture(autouse=True)
-def healed(faults: FaultStack) -> Iterator[None]:
+def healed(faults: FaultStack) -> Iterator[LogWindow]:
     """Each test starts and ends with every link up, and leaves no 500 or hung worker."""
     faults.heal()
     log = faults.logs / "gunicorn.log"
-    start = log.stat().st_size
-    yield
+    window = LogWindow(log, log.stat().st_size)
+    yield window
     faults.heal()
-    with log.open("rb") as handle:
-        handle.seek(start)
-        written = handle.read().decode(errors="replace")
+    written = window.text()
     assert "WORKER TIMEOUT" not in written  # gunicorn kills a worker stuck for 30 s
+    assert "Error handling request" not in written  # an exception escaped Flask: HTML 500
     assert not server_errors(written), server_errors(written)[:3]
 
 
@@ -136,11 +156,29 @@ def signed_in_consumer(faults: FaultStack) -> Api:
     return consumer
 
 
-def book(consumer: Api, provider_id: str, headers: dict[str, str]) -> httpx.Response:
-    notes = headers["Idempotency-Key"]  # the key in the row: duplicates are found by SQL
-    return consumer.call(
-        "POST", "/v1/bookings", json=booking_body(provider_id, notes=notes), headers=headers
-    )
+@dataclass(frozen=True)
+class Booking:
+    """One booking request as an app sends it, and sends it again: same key, same body."""
+
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return self.headers["Idempotency-Key"]
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"json": self.body, "headers": self.headers}
+
+
+def booking_request(provider_id: str) -> Booking:
+    headers = key_header()
+    # The key in the row's notes: duplicates per key are found by SQL.
+    return Booking(headers, booking_body(provider_id, notes=headers["Idempotency-Key"]))
+
+
+def book(consumer: Api, request: Booking) -> httpx.Response:
+    return consumer.call("POST", "/v1/bookings", **request.kwargs())
 
 
 def bookings_noted(stack: FaultStack, notes: str) -> list[str]:
@@ -155,13 +193,13 @@ def test_database_refused_answers_503_at_once_and_the_retried_write_lands_once(
     faults: FaultStack, provider: tuple[Api, str]
 ) -> None:
     consumer, (_, provider_id) = signed_in_consumer(faults), provider
-    headers = key_header()
+    request = booking_request(provider_id)
     faults.db.set("refuse")
     for method, path, kwargs in (
         ("GET", "/v1/me", {}),
         ("GET", "/readyz", {}),
         ("GET", "/v1/bookings", {}),
-        ("POST", "/v1/bookings", {"json": booking_body(provider_id), "headers": headers}),
+        ("POST", "/v1/bookings", request.kwargs()),
     ):
         response, seconds = consumer.timed(method, path, **kwargs)
         assert_unavailable(response)
@@ -169,9 +207,9 @@ def test_database_refused_answers_503_at_once_and_the_retried_write_lands_once(
     assert consumer.call("GET", "/healthz").status_code == 200  # liveness never touches it
 
     faults.db.set("pass")
-    created = book(consumer, provider_id, headers)  # the app retries with the same key
+    created = book(consumer, request)  # the app retries with the same key
     assert created.status_code == 201, created.text
-    assert bookings_noted(faults, headers["Idempotency-Key"]) == [created.json()["id"]]
+    assert bookings_noted(faults, request.key) == [created.json()["id"]]
 
 
 def test_database_blackholed_answers_503_within_the_connect_timeout(
@@ -179,7 +217,7 @@ def test_database_blackholed_answers_503_within_the_connect_timeout(
 ) -> None:
     consumer, (_, provider_id) = signed_in_consumer(faults), provider
     connect_timeout = faults.settings.db_connect_timeout_seconds
-    headers = key_header()
+    request = booking_request(provider_id)
     # Open connections are dropped; new ones are accepted and never answered, which only
     # libpq's connect_timeout can end (an established link has no read timeout to bound it).
     faults.db.set("blackhole")
@@ -187,7 +225,7 @@ def test_database_blackholed_answers_503_within_the_connect_timeout(
         ("GET", "/v1/me", {}),
         ("GET", "/readyz", {}),
         ("GET", "/v1/sync/datasets", {}),
-        ("POST", "/v1/bookings", {"json": booking_body(provider_id), "headers": headers}),
+        ("POST", "/v1/bookings", request.kwargs()),
     ]
     with ThreadPoolExecutor(len(calls)) as pool:  # at once: one worker's threads all wait
         results = list(pool.map(lambda c: consumer.timed(c[0], c[1], **c[2]), calls))
@@ -198,16 +236,16 @@ def test_database_blackholed_answers_503_within_the_connect_timeout(
 
     faults.db.set("pass")
     assert consumer.call("GET", "/readyz").status_code == 200
-    created = book(consumer, provider_id, headers)
+    created = book(consumer, request)
     assert created.status_code == 201, created.text
-    assert bookings_noted(faults, headers["Idempotency-Key"]) == [created.json()["id"]]
+    assert bookings_noted(faults, request.key) == [created.json()["id"]]
 
 
 def test_a_connection_cut_mid_request_fails_that_request_cleanly_and_the_next_succeeds(
     faults: FaultStack, provider: tuple[Api, str]
 ) -> None:
     consumer, (_, provider_id) = signed_in_consumer(faults), provider
-    booking = book(consumer, provider_id, key_header())
+    booking = book(consumer, booking_request(provider_id))
     assert booking.status_code == 201, booking.text
     booking_id = booking.json()["id"]
     with ThreadPoolExecutor(8) as pool:  # fill both workers' pools with open connections
@@ -431,3 +469,102 @@ def outbox_id_of(message: dict[str, Any]) -> str:
     if "APNS" in message:
         return str(json.loads(message["APNS"])["trellis"]["outbox_id"])
     return str(json.loads(message["GCM"])["fcmV1Message"]["message"]["data"]["outbox_id"])
+
+
+def test_sns_answering_garbage_holds_the_outbox_and_records_each_attempt(
+    faults: FaultStack,
+) -> None:
+    """An HTML error page where SNS's XML should be (a load balancer's 502 page, say) is
+    retried per message with backoff, like an outage; it never stalls the relay."""
+    consumer = signed_in_consumer(faults)
+    provider = Api(faults, new_user(faults, "provider"))
+    provider_id = provider.call("PUT", "/v1/me/provider-profile", json=profile_body()).json()["id"]
+    device = {"platform": "android", "token": "fcm:" + uuid.uuid4().hex}
+    assert provider.call("POST", "/v1/devices", json=device).status_code == 200
+    users = [provider_id]
+    garbage = ThreadingHTTPServer(("127.0.0.1", 0), ErrorPage)
+    Thread(target=garbage.serve_forever, daemon=True).start()
+    moto = faults.sns.target
+    try:
+        faults.sns.target = ("127.0.0.1", garbage.server_address[1])
+        faults.sns.cut()  # keep-alive connections to the real SNS end here
+        for _ in range(3):
+            booked = consumer.call(
+                "POST", "/v1/bookings", json=booking_body(provider_id), headers=key_header()
+            )
+            assert booked.status_code == 201, booked.text
+        wait_until(
+            lambda: outbox(faults, users) == (3, 3, 3),
+            timeout=30,
+            what="three pushes held, each attempt recorded on its row",
+        )
+    finally:
+        faults.sns.target = moto
+        faults.sns.cut()
+        garbage.shutdown()
+    wait_until(lambda: outbox(faults, users)[1] == 0, timeout=60, what="the outbox drained")
+
+
+class ErrorPage(BaseHTTPRequestHandler):
+    """Answers every request with an HTML 500, as a broken hop in front of SNS would."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        page = b"<!doctype html><title>500 Internal Server Error</title>"
+        self.send_response(500)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- cuts aimed at one round trip
+# A time-based cut lands anywhere; the soak found two places where it hurts. These aim the
+# cut with the proxy's tripwire so the outcome is the same on every run. While the app bug
+# is there, the test records it as an expected failure naming the cause; once fixed, the
+# test passes as it stands.
+
+
+def test_a_cut_before_teardown_still_answers_the_finished_request(
+    faults: FaultStack, healed: LogWindow
+) -> None:
+    consumer = signed_in_consumer(faults)
+    faults.db.arm(b"ROLLBACK")  # the request's session is closed (rolled back) at teardown
+    response = consumer.call("GET", "/v1/me")
+    assert faults.db.tripped.is_set()
+    if response.status_code == 500 and response.headers["content-type"].startswith("text/html"):
+        assert "in _close_session" in healed.text()
+        healed.examined()
+        pytest.xfail(
+            "api/context.py _close_session: session.close() raises OperationalError when the "
+            "connection died after the work was done; a teardown_appcontext exception escapes "
+            "Flask's error handlers and gunicorn answers its own HTML 500"
+        )
+    assert response.status_code == 200, response.text
+    assert consumer.call("GET", "/v1/me").status_code == 200
+
+
+def test_a_cut_at_the_idempotent_commit_frees_the_key_for_the_retry(
+    faults: FaultStack, provider: tuple[Api, str]
+) -> None:
+    consumer, (_, provider_id) = signed_in_consumer(faults), provider
+    request = booking_request(provider_id)
+    # The UPDATE that marks the key completed, in the transaction holding the booking.
+    faults.db.arm(b"SET state='completed'")
+    first = book(consumer, request)
+    assert faults.db.tripped.is_set()
+    assert_unavailable(first)
+    assert bookings_noted(faults, request.key) == []  # nothing committed
+    retried = book(consumer, request)
+    if retried.status_code == 409 and retried.json()["type"].endswith("idempotency-key-in-use"):
+        pytest.xfail(
+            "services/idempotency.py run(): the completing transaction (the UPDATE of "
+            "IdempotencyKey after work()) is not guarded like work() is; when it fails the "
+            "key is never released and stays in_progress, so every retry is refused 409 "
+            "until STALE_AFTER (60 s)"
+        )
+    assert retried.status_code == 201, retried.text
+    assert bookings_noted(faults, request.key) == [retried.json()["id"]]

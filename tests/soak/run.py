@@ -19,22 +19,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
+import multiprocessing
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from devstack.cognito import DEMO_PASSWORD, cognito_client
 from devstack.processes import ROOT
+from tests.soak.client import client_process
 from tests.soak.faults import KINDS, counts, inject, long_schedule, short_schedule
 from tests.soak.ledger import Ledger
-from tests.soak.users import App, Consumer, Provider, World
 from tests.soak.verify import Checks, verify
 from tests.support.faultstack import FaultStack, fault_stack, warm_every_worker
 
@@ -52,10 +51,12 @@ class SoakConfig:
 
 
 # A stuck Idempotency-Key is taken over after 60 s (services/idempotency.STALE_AFTER): the
-# long form lets retries outlast it, the short one stays well under two minutes.
+# long form lets retries outlast it, the short one stays well under two minutes. The long
+# form's users act every 5 s on average (about 60 requests/s offered in all); the short
+# form's 60 users are busier, so every kind of write happens in its 30 s.
 SHORT = SoakConfig("short", consumers=48, providers=12, duration=30, think=(0.5, 2.0), grace=20,
                    drain_timeout=60)  # fmt: skip
-LONG = SoakConfig("long", consumers=240, providers=60, duration=240, think=(1.0, 4.0), grace=75,
+LONG = SoakConfig("long", consumers=240, providers=60, duration=240, think=(2.0, 8.0), grace=75,
                   drain_timeout=180)  # fmt: skip
 
 
@@ -66,7 +67,7 @@ def run_soak(config: SoakConfig, *, json_path: Path | None = None) -> dict[str, 
     with fault_stack("trellis_soak") as stack:
         tokens = create_users(stack, config)
         warm_every_worker(stack, tokens[0][1])  # each worker holds the keys before JWKS dies
-        ledger, applied, load_seconds = asyncio.run(drive(stack, config, tokens, schedule))
+        ledger, applied, load_seconds = load_with_faults(stack, config, tokens, schedule)
         stack.heal()
         checks = verify(stack, ledger, drain_timeout=config.drain_timeout)
         summary = summarise(config, ledger, checks, applied, load_seconds, server_log(stack))
@@ -112,40 +113,36 @@ def create_users(stack: FaultStack, config: SoakConfig) -> list[tuple[str, str]]
         return list(pool.map(sign_up, range(len(roles))))
 
 
-async def drive(
+def load_with_faults(
     stack: FaultStack, config: SoakConfig, tokens: list[tuple[str, str]], schedule: list[Any]
 ) -> tuple[Ledger, list[dict], float]:
-    """Set every user up, then run them all and the fault schedule side by side."""
-    ledger = Ledger()
-    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
-    # Longer than gunicorn's 30 s worker timeout: a hung request shows up, as a violation.
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60, limits=limits) as http:
-        world = World(http, ledger, random.Random(config.seed), config.think)
-        users: list[App] = [
-            (Consumer if role == "consumer" else Provider)(world, token, index)
-            for index, (role, token) in enumerate(tokens)
-        ]
-        await set_up(world, users)
-        started = time.monotonic()
-        world.stop_at = started + config.duration
-        world.give_up_at = world.stop_at + config.grace
-        applied, _ = await asyncio.gather(
-            inject(stack, schedule, started), asyncio.gather(*(user.run() for user in users))
-        )
-        return ledger, applied, time.monotonic() - started
+    """Run the users in their own process and inject the faults from this one."""
+    context = multiprocessing.get_context("spawn")  # this process runs proxy threads: no fork
+    ours, theirs = context.Pipe()
+    settings = {k: getattr(config, k) for k in ("seed", "think", "duration", "grace")}
+    process = context.Process(
+        target=client_process, args=(theirs, stack.base_url, tokens, settings), daemon=True
+    )
+    process.start()
+    try:
+        started = _receive(ours, "started", timeout=300)[0]
+        applied = asyncio.run(inject(stack, schedule, started))
+        ledger, seconds = _receive(ours, "done", timeout=config.duration + config.grace + 300)
+    finally:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+    return ledger, applied, seconds
 
 
-async def set_up(world: World, users: list[App]) -> None:
-    """Each user's first launch (a few at a time), then the providers open for business."""
-    gate = asyncio.Semaphore(16)
-
-    async def first_launch(user: App) -> None:
-        async with gate:
-            await user.sign_up("ios" if user.index % 2 else "android")
-            if isinstance(user, Provider):
-                world.provider_ids.append(await user.open_shop())
-
-    await asyncio.gather(*(first_launch(user) for user in users))
+def _receive(pipe: Connection, expected: str, *, timeout: float) -> tuple[Any, ...]:
+    """The next message from the client process, which must be `expected`."""
+    if not pipe.poll(timeout):
+        raise RuntimeError(f"the client process sent nothing for {timeout:.0f} s")
+    kind, *rest = pipe.recv()
+    if kind != expected:
+        raise RuntimeError(f"the client process failed:\n{rest[0] if rest else kind}")
+    return tuple(rest)
 
 
 def server_log(stack: FaultStack) -> dict[str, int]:

@@ -111,12 +111,15 @@ class App:
 
     # ------------------------------------------------------------ set-up
 
-    async def sign_up(self, platform: str) -> None:
-        """First launch: who am I, and register this phone for push."""
+    async def sign_up(self) -> None:
+        """First launch: who am I."""
         me = await self.call("setup", "GET", "/v1/me")
         if me is None or me.status_code != 200:
             raise RuntimeError(f"GET /v1/me failed in set-up: {me and me.text}")
         self.user_id = str(me.json()["id"])
+
+    async def register_phone(self, platform: str) -> None:
+        """Register this phone for push."""
         token = uuid.uuid4().hex * 2 if platform == "ios" else f"fcm:{uuid.uuid4().hex}"
         device = await self.call(
             "setup", "POST", "/v1/devices", json={"platform": platform, "token": token}

@@ -8,8 +8,11 @@ PostgreSQL (a fresh database), Redis and gunicorn serving application.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -34,6 +37,47 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 T = TypeVar("T")
 
 
+class TripwireProxy(FaultyProxy):
+    """A FaultyProxy that can also cut every connection the moment a client sends a given
+    statement, for a fault that must land between two particular round trips of a request
+    (a time-based cut cannot aim that precisely)."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self._tripwire: bytes | None = None
+        self.tripped = threading.Event()
+        super().__init__(target_port, target_host)
+
+    def arm(self, statement: bytes) -> None:
+        """Cut everything when a client next sends bytes containing `statement`."""
+        self.tripped.clear()
+        self._tripwire = statement
+
+    def disarm(self) -> None:
+        self._tripwire = None
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        # FaultyProxy's pump, plus the tripwire on the client-to-server direction.
+        from_client = source.getsockname()[1] == self.port
+        try:
+            while data := source.recv(65536):
+                if self.mode != "pass":
+                    break
+                wire = self._tripwire
+                if from_client and wire is not None and wire in data:
+                    self._tripwire = None
+                    self.tripped.set()
+                    self.cut()
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
 @dataclass(frozen=True)
 class FaultStack:
     """A running Trellis and the four links a test can break."""
@@ -45,7 +89,7 @@ class FaultStack:
     settings: Settings  # exactly what the service runs with (timeouts to time against)
     rate_limit_prefix: str
     workers: int  # gunicorn worker processes: each keeps its own pool, keys and limits
-    db: FaultyProxy
+    db: TripwireProxy
     redis: FaultyProxy
     jwks: FaultyProxy
     sns: FaultyProxy
@@ -56,6 +100,7 @@ class FaultStack:
 
     def heal(self) -> None:
         """Every link back to normal."""
+        self.db.disarm()
         for proxy in self.proxies.values():
             proxy.set("pass")
 
@@ -166,8 +211,9 @@ def fault_stack(name: str = "trellis_faults", **env: str) -> Iterator[FaultStack
         moto = start_moto(moto_port, log=logs / "moto.log")
         pool = provision(f"http://127.0.0.1:{moto_port}")
         with fresh_database(name, migrate=False) as database_url:
+            db_proxy = TripwireProxy(make_url(database_url).port or 5432)
             proxies = {
-                "postgres": FaultyProxy(make_url(database_url).port or 5432),
+                "postgres": db_proxy,
                 "redis": FaultyProxy(REDIS_PORT),
                 "jwks": FaultyProxy(moto_port),
                 "sns": FaultyProxy(moto_port),
@@ -185,7 +231,7 @@ def fault_stack(name: str = "trellis_faults", **env: str) -> Iterator[FaultStack
                 settings=load_settings(service_env),
                 rate_limit_prefix=prefix,
                 workers=int(service_env.get("WEB_CONCURRENCY") or 2),  # gunicorn.conf.py's default
-                db=proxies["postgres"],
+                db=db_proxy,
                 redis=proxies["redis"],
                 jwks=proxies["jwks"],
                 sns=proxies["sns"],
