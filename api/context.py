@@ -6,12 +6,16 @@ services/replicas.py); everything else, and any write a read needs, runs on the 
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from services.components import Components
 
+log = logging.getLogger("trellis.db")
 EXTENSION = "trellis"
 READ_METHODS = frozenset({"GET", "HEAD"})
 _COMMITTED = "trellis.committed"
@@ -62,7 +66,7 @@ def read_on_primary_after_failure(error: BaseException) -> bool:
     replica.mark_down(f"{type(error).__name__}: {str(error).strip()[:200]}")
     session = g.pop("db_session", None)
     if session is not None:
-        session.close()
+        _close(session)
     g.db_force_primary = True
     return True
 
@@ -91,7 +95,21 @@ def _close_sessions(_exc: BaseException | None) -> None:
     for name in ("db_session", "db_primary"):
         session = g.pop(name, None)
         if session is not None:
-            session.close()  # rolls back whatever a service left uncommitted
+            _close(session)
+
+
+def _close(session: Session) -> None:
+    """Roll back whatever a service left uncommitted and return the connection.
+
+    The answer is already made: a connection that died since (the ROLLBACK fails) must not
+    turn it into a 500. The pool discards that connection; committed work stands.
+    """
+    try:
+        session.close()
+    except Exception as exc:
+        log.warning("closing the request's database session failed: %s", exc)
+        with contextlib.suppress(Exception):
+            session.invalidate()
 
 
 def _flag_commit(session: Session) -> None:

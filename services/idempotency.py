@@ -8,6 +8,8 @@ a retry while the first is still running gets 409. Keys are per user and expire.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from models import IdempotencyKey
 from models.base import utcnow
 from services.db import deferred_commit, insert_ignoring_conflict, transaction
 from services.errors import Conflict, TrellisError
+
+log = logging.getLogger("trellis.idempotency")
 
 # A request holding a key longer than this (the gunicorn timeout plus margin) has died; its
 # writes rolled back with it, so a retry may safely take the key over.
@@ -61,26 +65,30 @@ def run(
         with deferred_commit(session):
             response = work()
     except BaseException:
-        session.rollback()
-        _release(session, user_id, key)
+        _release_after_failure(session, user_id, key)
         raise
     if response.status >= 500:  # nothing was done; let a retry run again
-        session.rollback()
-        _release(session, user_id, key)
+        _release_after_failure(session, user_id, key)
         return response
     if response.status >= 400:  # a refusal is final for this key, but its writes are not kept
         session.rollback()
-    with transaction(session):
-        session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-            .values(
-                state="completed",
-                response_status=response.status,
-                response_body=response.body,
-                response_headers={"Content-Type": response.content_type, **response.headers},
+    try:
+        with transaction(session):  # the work's writes and the stored response, together
+            session.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+                .values(
+                    state="completed",
+                    response_status=response.status,
+                    response_body=response.body,
+                    response_headers={"Content-Type": response.content_type, **response.headers},
+                )
             )
-        )
+    except BaseException:
+        # Nothing was kept (or, if only COMMIT's answer was lost, the key is completed and
+        # the release below matches nothing): free the key so the retry runs or replays.
+        _release_after_failure(session, user_id, key)
+        raise
     return response
 
 
@@ -149,6 +157,18 @@ def _take_over(session: Session, row: IdempotencyKey, fresh: dict[str, object]) 
             .values(**fresh)
         )
     return result.rowcount == 1
+
+
+def _release_after_failure(session: Session, user_id: uuid.UUID, key: str) -> None:
+    """Roll back and free the key; if the database is gone too, the key frees itself after
+    STALE_AFTER, and the original error is the one the client hears about."""
+    try:
+        session.rollback()
+        _release(session, user_id, key)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            session.rollback()
+        log.warning("could not release an Idempotency-Key after a failure: %s", exc)
 
 
 def _release(session: Session, user_id: uuid.UUID, key: str) -> None:

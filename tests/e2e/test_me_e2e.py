@@ -117,7 +117,10 @@ def test_errors_and_request_ids_over_the_wire(stack: Stack) -> None:
     assert response.status_code == 404
     assert response.headers["X-Request-Id"] == "e2e-1"
     assert response.json()["request_id"] == "e2e-1"
-    assert requests.get(f"{stack.base_url}/readyz", timeout=10).json() == {"status": "ready"}
+    assert requests.get(f"{stack.base_url}/readyz", timeout=10).json() == {
+        "status": "ready",
+        "replicas": [],
+    }
 
 
 def test_access_log_is_json_with_the_request_id_and_no_token(stack: Stack) -> None:
