@@ -146,11 +146,17 @@ def _receive(pipe: Connection, expected: str, *, timeout: float) -> tuple[Any, .
 
 
 def server_log(stack: FaultStack) -> dict[str, int]:
-    """From gunicorn's log: unhandled errors, non-503 5xx answers and workers killed."""
-    found = {"unhandled_errors": 0, "server_errors_not_503": 0, "worker_timeouts": 0}
+    """From gunicorn's log: unhandled errors, non-503 5xx answers, exceptions that escaped
+    Flask (gunicorn's own HTML 500) and workers killed for hanging."""
+    found = {
+        "unhandled_errors": 0,
+        "server_errors_not_503": 0,
+        "escaped_flask": 0,
+        "worker_timeouts": 0,
+    }
     for line in (stack.logs / "gunicorn.log").read_text(errors="replace").splitlines():
-        if "WORKER TIMEOUT" in line:
-            found["worker_timeouts"] += 1
+        found["worker_timeouts"] += "WORKER TIMEOUT" in line
+        found["escaped_flask"] += "Error handling request" in line
         if not line.startswith("{"):
             continue
         record = json.loads(line)
