@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Date, distinct, func, insert, select
+import orjson
+from sqlalchemy import Date, Insert, Text, bindparam, column, distinct, func, insert, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -92,10 +93,8 @@ def record_events(
             continue
         rows.append(
             {
-                "user_id": user_id,
                 "name": event.name,
                 "occurred_at": event.occurred_at.astimezone(UTC),
-                "received_at": now,
                 "session_id": event.session_id,
                 "attributes": event.attributes,
                 "metrics": event.metrics,
@@ -105,9 +104,60 @@ def record_events(
         )
     if rows:
         with transaction(session):
-            # Core executemany: psycopg2 sends it as one multi-row INSERT (insertmanyvalues).
-            session.execute(insert(_EVENTS), rows)
+            _insert(session, user_id, now, rows)
     return RecordResult(accepted=len(rows), rejected=rejected)
+
+
+def _insert(
+    session: Session, user_id: uuid.UUID, now: datetime, rows: list[dict[str, Any]]
+) -> None:
+    """One INSERT for the batch."""
+    if session.get_bind().dialect.name != "postgresql":
+        # Core executemany: one multi-row INSERT (insertmanyvalues).
+        session.execute(
+            insert(_EVENTS), [{**r, "user_id": user_id, "received_at": now} for r in rows]
+        )
+        return
+    # The whole batch as one JSON parameter that PostgreSQL unpacks: rendering 50 events x
+    # 9 bound values in Python (and json.dumps for each JSON column) cost twice the CPU.
+    batch = orjson.dumps(rows, option=orjson.OPT_UTC_Z)
+    session.execute(
+        _INSERT_BATCH, {"user_id": user_id, "received_at": now, "batch": batch.decode()}
+    )
+
+
+_BATCH_COLUMNS = (
+    "name",
+    "occurred_at",
+    "session_id",
+    "attributes",
+    "metrics",
+    "app_version",
+    "platform",
+)
+
+
+def _insert_batch_statement() -> Insert:
+    """INSERT INTO events ... SELECT FROM json_to_recordset(:batch), built once.
+
+    json (not jsonb), as the columns are: each attributes/metrics object is stored as the
+    text orjson wrote for it, without jsonb's normalisation.
+    """
+    e = _EVENTS
+    unpacked = (
+        func.json_to_recordset(bindparam("batch", type_=Text))
+        .table_valued(*(column(name, e.c[name].type) for name in _BATCH_COLUMNS))
+        .render_derived(name="batch", with_types=True)
+    )
+    source = select(
+        bindparam("user_id", type_=e.c.user_id.type),
+        bindparam("received_at", type_=e.c.received_at.type),
+        *(unpacked.c[name] for name in _BATCH_COLUMNS),
+    )
+    return insert(e).from_select(["user_id", "received_at", *_BATCH_COLUMNS], source)
+
+
+_INSERT_BATCH = _insert_batch_statement()
 
 
 # --- the summary ------------------------------------------------------------------------

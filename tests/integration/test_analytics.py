@@ -524,6 +524,49 @@ def vars_of(obj: object) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}  # type: ignore[attr-defined]
 
 
+OCCURRED = (NOW() - timedelta(hours=1)).replace(microsecond=123456)
+
+
+def _recorded(session: Session, user_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    occurred = OCCURRED.astimezone(timezone(timedelta(hours=-7)))
+    events = [
+        analytics.NewEvent(0, "app.open", occurred, "s-1", {"screen": "home"}, {}, "2.4.1", "ios"),
+        analytics.NewEvent(
+            1, "metrics", occurred, None, {}, {"big": 1e30, "tiny": 1e-300, "n": -3.5}, None, None
+        ),
+    ]
+    result = analytics.record_events(session, user_id=user_id, events=events)
+    assert result.accepted == 2
+    rows = session.execute(
+        select(
+            Event.user_id,
+            Event.name,
+            Event.occurred_at,
+            Event.session_id,
+            Event.attributes,
+            Event.metrics,
+            Event.app_version,
+            Event.platform,
+            Event.received_at,
+        )
+        .where(Event.user_id == user_id)
+        .order_by(Event.id)
+    ).all()
+    assert rows[0].received_at == rows[1].received_at  # one instant for the batch
+    return [tuple(row)[:-1] for row in rows]
+
+
+def test_recorded_events_are_the_same_on_postgresql_and_sqlite(
+    actors, session: Session, sqlite_session: Session
+) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL unpacks the batch from one JSON parameter; SQLite binds every value."""
+    user_id = uuid.UUID(actors("consumer").id)
+    on_postgresql = _recorded(session, user_id)
+    assert on_postgresql == _recorded(sqlite_session, user_id)
+    assert on_postgresql[0][2] == OCCURRED.astimezone(UTC)
+    assert on_postgresql[1][5] == {"big": 1e30, "tiny": 1e-300, "n": -3.5}
+
+
 def test_the_summary_is_the_same_on_sqlite(sqlite_session: Session) -> None:
     seed(sqlite_session)
     summary = analytics.summarize(sqlite_session, first=date(2025, 3, 1), last=date(2025, 3, 7))
