@@ -33,6 +33,7 @@ class Ledger:
     """Responses by status and kind, violations, and the acknowledged writes to check."""
 
     statuses: Counter[str] = field(default_factory=Counter)
+    problem_types: Counter[str] = field(default_factory=Counter)  # "503 /problems/unavailable"
     by_kind: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     violations: list[str] = field(default_factory=list)
@@ -53,6 +54,7 @@ class Ledger:
         if status < 400:
             return
         problem = problem_type(response)
+        self.problem_types[f"{status} {problem or response.headers.get('content-type')}"] += 1
         if status == 503:
             if not response.headers.get("retry-after", "").isdigit() or problem is None:
                 self.violations.append(f"{kind}: 503 without problem+json and Retry-After")

@@ -184,6 +184,7 @@ def summarise(
         "requests": ledger.requests,
         "requests_per_second": round(ledger.requests / max(load_seconds, 1e-9), 1),
         "responses": dict(sorted(ledger.statuses.items())),
+        "errors_by_type": dict(sorted(ledger.problem_types.items())),
         "responses_by_kind": {
             k: dict(sorted(v.items())) for k, v in sorted(ledger.by_kind.items())
         },
@@ -243,6 +244,7 @@ def render(summary: dict[str, Any]) -> str:
         f" {summary.get('total_seconds', '?')} s in all",
         f"  requests: {summary['requests']} ({summary['requests_per_second']}/s)",
         "  responses: " + ", ".join(f"{k}: {v}" for k, v in summary["responses"].items()),
+        "  errors: " + ", ".join(f"{k}: {v}" for k, v in summary["errors_by_type"].items()),
         f"  retries: {summary['retries']}; abandoned: {summary['abandoned']}",
         f"  writes acknowledged: {acknowledged}; checked by SQL: {writes['checked']};"
         f" committed without acknowledgement: {writes['committed_without_acknowledgement']}",
