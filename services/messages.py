@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, select, true
+from sqlalchemy import Integer, Select, Update, bindparam, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from models import Booking, Message
@@ -41,20 +41,13 @@ def post_message(
     session: Session, *, booking_id: uuid.UUID, sender: UserView, body: str
 ) -> MessageView:
     """Only the two parties write; admins read. The booking row lock orders the numbers."""
+    now = utcnow()
     with transaction(session):
-        booking = lock_booking(session, booking_id, sender)
-        if party_of(booking, sender) == "admin":
-            raise Forbidden("Admins can read a booking's messages but not write them.")
-        booking.last_message_seq += 1
-        message = Message(
-            id=uuid.uuid4(),
-            booking_id=booking_id,
-            seq=booking.last_message_seq,
-            sender_id=sender.id,
-            body=body,
-            created_at=utcnow(),
+        booking = _take_next_seq(session, booking_id, sender, now)
+        message = MessageView(
+            uuid.uuid4(), booking_id, booking.last_message_seq, sender.id, body, now
         )
-        session.add(message)
+        session.execute(insert(_MESSAGES), [_row(message)])
         recipient = booking.provider_id if sender.id == booking.consumer_id else booking.consumer_id
         notify(
             session,
@@ -69,7 +62,18 @@ def post_message(
             },
             sender_id=sender.id,
         )
-    return _view(message)
+    return message
+
+
+def _take_next_seq(session: Session, booking_id: uuid.UUID, sender: UserView, now: datetime) -> Any:
+    """The booking's next message number, taken under its row lock by a party (one UPDATE
+    ... RETURNING); 404 if the sender may not see the booking, 403 for an admin."""
+    params = {"booking_id": booking_id, "sender_id": sender.id, "now": now}
+    booking = session.execute(_TAKE_SEQ, params).one_or_none()
+    if booking is None:
+        lock_booking(session, booking_id, sender)  # 404 unless the sender may see it
+        raise Forbidden("Admins can read a booking's messages but not write them.")
+    return booking
 
 
 def list_messages(
@@ -126,6 +130,37 @@ def _poll_statement() -> Select[Any]:
 _POLL = _poll_statement()
 
 
+def _take_seq_statement() -> Update:
+    b = _BOOKINGS
+    sender = bindparam("sender_id", type_=b.c.consumer_id.type)
+    return (
+        update(b)
+        .where(
+            b.c.id == bindparam("booking_id", type_=b.c.id.type),
+            or_(b.c.consumer_id == sender, b.c.provider_id == sender),
+        )
+        .values(
+            last_message_seq=b.c.last_message_seq + 1,
+            updated_at=bindparam("now", type_=b.c.updated_at.type),
+        )
+        .returning(b.c.consumer_id, b.c.provider_id, b.c.last_message_seq)
+    )
+
+
+_TAKE_SEQ = _take_seq_statement()
+
+
+def _row(message: MessageView) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "booking_id": message.booking_id,
+        "seq": message.seq,
+        "sender_id": message.sender_id,
+        "body": message.body,
+        "created_at": message.created_at,
+    }
+
+
 def _require_party(session: Session, booking_id: uuid.UUID, viewer: UserView) -> None:
     b = _BOOKINGS
     booking = session.execute(
@@ -139,7 +174,3 @@ def _seq(key: list[object]) -> int:
     if len(key) != 1 or not isinstance(key[0], int) or isinstance(key[0], bool) or key[0] < 0:
         raise invalid_cursor("after")
     return key[0]
-
-
-def _view(m: Message) -> MessageView:
-    return MessageView(m.id, m.booking_id, m.seq, m.sender_id, m.body, m.created_at)
