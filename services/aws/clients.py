@@ -7,6 +7,12 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
+from botocore.parsers import ResponseParserError
+
+# AWS failed without a well-formed AWS error: no connection, a timeout, or an answer botocore
+# could not parse (an HTML page from a proxy; ResponseParserError is no BotoCoreError).
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ResponseParserError)
 
 
 class LazyClient:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from services.aws.clients import LazyClient
+from services.aws.clients import TRANSPORT_ERRORS, LazyClient
 
 
 class DirectoryUnavailable(Exception):
@@ -51,5 +51,5 @@ class CognitoGroups:
             if exc.response.get("Error", {}).get("Code") == "UserNotFoundException":
                 raise UnknownDirectoryUser(username) from exc
             raise DirectoryUnavailable(f"{operation} failed: {exc}") from exc
-        except BotoCoreError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise DirectoryUnavailable(f"{operation} failed: {exc}") from exc

@@ -6,9 +6,9 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from services.aws.clients import LazyClient
+from services.aws.clients import TRANSPORT_ERRORS, LazyClient
 from services.aws.s3 import (
     StorageUnavailable,
     apply_archival_lifecycle,
@@ -104,7 +104,7 @@ class S3ExportStore:
                 ContentType=content_type,
                 **self._encryption(),
             )
-        except (BotoCoreError, ClientError) as exc:
+        except (*TRANSPORT_ERRORS, ClientError) as exc:
             raise StorageUnavailable(f"put {key} failed: {exc}") from exc
 
     def delete(self, keys: Sequence[str]) -> None:
@@ -114,7 +114,7 @@ class S3ExportStore:
                 self.client().delete_objects(
                     Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
                 )
-            except (BotoCoreError, ClientError) as exc:
+            except (*TRANSPORT_ERRORS, ClientError) as exc:
                 raise StorageUnavailable(f"delete failed: {exc}") from exc
 
     def ensure_bucket(self) -> list[str]:
@@ -165,7 +165,7 @@ class _StreamedObject:
                 PartNumber=number,
                 Body=chunk,
             )
-        except (BotoCoreError, ClientError) as exc:
+        except (*TRANSPORT_ERRORS, ClientError) as exc:
             raise StorageUnavailable(f"upload of {self._key} failed: {exc}") from exc
         self._parts.append({"ETag": sent["ETag"], "PartNumber": number})
 
@@ -185,7 +185,7 @@ class _StreamedObject:
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": self._parts},
             )
-        except (BotoCoreError, ClientError) as exc:
+        except (*TRANSPORT_ERRORS, ClientError) as exc:
             raise StorageUnavailable(f"upload of {self._key} failed: {exc}") from exc
         return self._size
 
@@ -194,7 +194,7 @@ class _StreamedObject:
         if self._upload_id is None:
             return
         # The bucket's lifecycle aborts what this misses after 7 days.
-        with contextlib.suppress(BotoCoreError, ClientError):
+        with contextlib.suppress(*TRANSPORT_ERRORS, ClientError):
             self._s3.abort_multipart_upload(
                 Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
             )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from services.aws.clients import LazyClient
+from services.aws.clients import TRANSPORT_ERRORS, LazyClient
 
 
 class StorageUnavailable(Exception):
@@ -84,7 +84,7 @@ class S3Store:
                 Conditions=conditions,
                 ExpiresIn=expires_in,
             )
-        except (BotoCoreError, ClientError, AttributeError) as exc:
+        except (*TRANSPORT_ERRORS, ClientError, AttributeError) as exc:
             # AttributeError: botocore's POST signer with no credentials at all.
             raise StorageUnavailable(f"presign failed: {exc!r}") from exc
         return PresignedPost(url=post["url"], fields=dict(post["fields"]))
@@ -96,7 +96,7 @@ class S3Store:
                     "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
                 )
             )
-        except (BotoCoreError, ClientError) as exc:
+        except (*TRANSPORT_ERRORS, ClientError) as exc:
             raise StorageUnavailable(f"presign failed: {exc}") from exc
 
     def head(self, key: str) -> StoredObject | None:
@@ -108,14 +108,14 @@ class S3Store:
             if status == 404 or exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
                 return None
             raise StorageUnavailable(f"head {key} failed: {exc}") from exc
-        except BotoCoreError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise StorageUnavailable(f"head {key} failed: {exc}") from exc
         return StoredObject(int(head["ContentLength"]), str(head.get("ContentType", "")))
 
     def delete(self, key: str) -> None:
         try:
             self.client().delete_object(Bucket=self.bucket, Key=key)
-        except (BotoCoreError, ClientError) as exc:
+        except (*TRANSPORT_ERRORS, ClientError) as exc:
             raise StorageUnavailable(f"delete {key} failed: {exc}") from exc
 
     def ensure_bucket(self, *, cors_origins: list[str]) -> list[str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from services.aws.clients import LazyClient
+from services.aws.clients import TRANSPORT_ERRORS, LazyClient
 
 
 class PushUnavailable(Exception):
@@ -56,13 +56,13 @@ class SnsPush:
                     Attributes={"Token": token, "Enabled": "true", "CustomUserData": user_data},
                 )
             return str(arn)
-        except (BotoCoreError, ClientError) as exc:
+        except (*TRANSPORT_ERRORS, ClientError) as exc:
             raise PushUnavailable(f"register failed: {exc}") from exc
 
     def unregister(self, arn: str) -> None:
         try:
             self.client().delete_endpoint(EndpointArn=arn)
-        except (BotoCoreError, ClientError) as exc:
+        except (*TRANSPORT_ERRORS, ClientError) as exc:
             raise PushUnavailable(f"delete endpoint failed: {exc}") from exc
 
     def publish(self, *, arn: str, message: str) -> str:
@@ -73,7 +73,7 @@ class SnsPush:
             if _code(exc) in ("EndpointDisabled", "NotFound", "EndpointDisabledException"):
                 raise EndpointGone(arn) from exc
             raise PushUnavailable(f"publish failed: {exc}") from exc
-        except BotoCoreError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise PushUnavailable(f"publish failed: {exc}") from exc
         return str(result["MessageId"])
 
