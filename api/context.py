@@ -58,12 +58,15 @@ def _open_session() -> Session:
 
 
 def read_on_primary_after_failure(error: BaseException) -> bool:
-    """After a database error on a replica: mark it down and let the read run again on the
+    """After a database error in a read served by a replica: let the read run again on the
     primary (True). False when the request was not reading from a replica."""
     replica = g.pop("db_replica", None)
     if replica is None:
         return False
-    replica.mark_down(f"{type(error).__name__}: {str(error).strip()[:200]}")
+    # The error may have come from the primary (a write the read needed): check the replica
+    # itself rather than blame it; a failed check takes it out of rotation for a while.
+    log.warning("a read on replica %s failed, retrying on the primary: %s", replica.name, error)
+    replica.status(fresh=True)
     session = g.pop("db_session", None)
     if session is not None:
         _close(session)

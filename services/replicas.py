@@ -149,7 +149,7 @@ class Replica:
         return self._status
 
     def mark_down(self, reason: str) -> None:
-        """Stop using this replica for `retry_seconds` (a query on it just failed)."""
+        """Stop using this replica for `retry_seconds` (a check on it just failed)."""
         self._set(ReplicaStatus(self.name, "down", None, None, reason), self._retry)
 
     def _refresh(self) -> None:
