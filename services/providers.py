@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import uuid
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, delete, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from models import ProviderCategory, ProviderProfile, User
@@ -126,47 +140,33 @@ def search(
     limit: int,
 ) -> Page[ProviderView]:
     """Active providers matching every filter given: nearest first with a point, else by id."""
-    p = ProviderProfile
     scope = scope_of("providers", category, near, text)
-    query: Select[Any] = select(p).where(p.active)
-    lat_col, lng_col = p.lat, p.lng
-    if category is not None:
-        c = ProviderCategory
-        query = query.join(c, and_(c.provider_id == p.user_id, c.category == category))
-        lat_col, lng_col = c.lat, c.lng  # so the (category, lat, lng) index does the narrowing
+    params: dict[str, Any] = {"category": category, "n": limit + 1}
     if text:
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         # The database lowercases both sides, so they agree on every letter (Greek, Turkish...).
-        pattern = func.lower(literal(f"%{escaped}%"))
-        query = query.where(func.lower(p.display_name + " " + p.bio).like(pattern, escape="\\"))
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params["pattern"] = f"%{escaped}%"
     if near is None:
-        query = query.order_by(p.user_id)
         if cursor is not None:
             (after,) = _cursor_key(cursor, scope, 1)
-            query = query.where(p.user_id > _uuid(after))
-        rows = [_view(profile) for profile in session.scalars(query.limit(limit + 1))]
+            params["after_id"] = _uuid(after)
+        query = _search_query(category is not None, bool(text), None, cursor is not None)
+        rows = [_row_view(row) for row in session.execute(query, params)]
         return page_of(rows, limit, scope, lambda v: [str(v.id)])
 
-    distance = _distance_km(near.lat, near.lng, lat_col, lng_col).label("distance_km")
-    query = query.add_columns(distance).where(
-        _bounding_box(near, lat_col, lng_col), distance <= near.radius_km
+    box, box_params = _bounding_box(near)
+    params.update(box_params)
+    params.update(
+        lat=near.lat, lng=near.lng, cos_lat=math.cos(math.radians(near.lat)), radius=near.radius_km
     )
     if cursor is not None:
         after_distance, after_id = _cursor_key(cursor, scope, 2)
         # bool is an int to Python but not a number to SQL: `distance > true` is a 500.
         if isinstance(after_distance, bool) or not isinstance(after_distance, (int, float)):
             raise invalid_cursor()
-        query = query.where(
-            or_(
-                distance > after_distance,
-                and_(distance == after_distance, p.user_id > _uuid(after_id)),
-            )
-        )
-    query = query.order_by(distance, p.user_id).limit(limit + 1)
-    hits: list[ProviderView] = []
-    for profile, km in session.execute(query):
-        view = _view(profile)
-        hits.append(dataclasses.replace(view, distance_km=km))
+        params.update(after_distance=after_distance, after_id=_uuid(after_id))
+    query = _search_query(category is not None, bool(text), box, cursor is not None)
+    hits = [_row_view(row, row.distance_km) for row in session.execute(query, params)]
     return page_of(hits, limit, scope, lambda v: [v.distance_km, str(v.id)])
 
 
@@ -185,11 +185,87 @@ def _uuid(value: object) -> uuid.UUID:
         raise invalid_cursor() from None
 
 
-def _distance_km(lat: float, lng: float, lat_col: Any, lng_col: Any) -> ColumnElement[float]:
-    """Haversine great-circle distance, in SQL that PostgreSQL and SQLite both run."""
+_PROFILES = ProviderProfile.__table__
+_CATEGORIES = ProviderCategory.__table__
+_VIEW_COLUMNS = [
+    _PROFILES.c[name]
+    for name in (
+        "user_id",
+        "display_name",
+        "bio",
+        "categories",
+        "lat",
+        "lng",
+        "service_radius_km",
+        "hourly_rate_cents",
+        "currency",
+        "active",
+        "rating_sum",
+        "rating_count",
+    )
+]
+
+
+def _row_view(row: Any, distance_km: float | None = None) -> ProviderView:
+    """A search row (the _VIEW_COLUMNS of a profile) as a ProviderView."""
+    return ProviderView(
+        id=row.user_id,
+        display_name=row.display_name,
+        bio=row.bio,
+        categories=list(row.categories),
+        lat=row.lat,
+        lng=row.lng,
+        service_radius_km=row.service_radius_km,
+        hourly_rate_cents=row.hourly_rate_cents,
+        currency=row.currency,
+        active=row.active,
+        rating_average=_average(row.rating_sum, row.rating_count),
+        rating_count=row.rating_count,
+        distance_km=distance_km,
+    )
+
+
+@cache
+def _search_query(by_category: bool, by_text: bool, box: str | None, paged: bool) -> Select[Any]:
+    """The search statement for one shape of filters, built once (building the distance
+    expression per request cost more than running it); values are bound at execution."""
+    p = _PROFILES
+    query: Select[Any] = select(*_VIEW_COLUMNS).where(p.c.active)
+    lat_col, lng_col = p.c.lat, p.c.lng
+    if by_category:
+        c = _CATEGORIES
+        on = and_(c.c.provider_id == p.c.user_id, c.c.category == bindparam("category"))
+        query = query.join(c, on)
+        lat_col, lng_col = c.c.lat, c.c.lng  # so the (category, lat, lng) index does the narrowing
+    if by_text:
+        pattern = func.lower(bindparam("pattern", type_=Text))
+        query = query.where(func.lower(p.c.display_name + " " + p.c.bio).like(pattern, escape="\\"))
+    limit = bindparam("n", type_=Integer)
+    after_id = bindparam("after_id", type_=p.c.user_id.type)
+    if box is None:
+        if paged:
+            query = query.where(p.c.user_id > after_id)
+        return query.order_by(p.c.user_id).limit(limit)
+
+    distance = _distance_km(lat_col, lng_col).label("distance_km")
+    query = query.add_columns(distance).where(
+        _box_condition(box, lat_col, lng_col), distance <= bindparam("radius", type_=Float)
+    )
+    if paged:
+        after_distance = bindparam("after_distance", type_=Float)
+        query = query.where(
+            or_(distance > after_distance, and_(distance == after_distance, p.c.user_id > after_id))
+        )
+    return query.order_by(distance, p.c.user_id).limit(limit)
+
+
+def _distance_km(lat_col: Any, lng_col: Any) -> ColumnElement[float]:
+    """Haversine great-circle distance from (:lat, :lng), :cos_lat = cos(radians(:lat)), in
+    SQL that PostgreSQL and SQLite both run."""
+    lat, lng = bindparam("lat", type_=Float), bindparam("lng", type_=Float)
     dlat = func.radians(lat_col - lat) / 2
     dlng = func.radians(lng_col - lng) / 2
-    a = func.sin(dlat) * func.sin(dlat) + math.cos(math.radians(lat)) * func.cos(
+    a = func.sin(dlat) * func.sin(dlat) + bindparam("cos_lat", type_=Float) * func.cos(
         func.radians(lat_col)
     ) * func.sin(dlng) * func.sin(dlng)
     # Rounding can push `a` a hair above 1 for antipodal points, and asin(>1) is an error.
@@ -197,22 +273,35 @@ def _distance_km(lat: float, lng: float, lat_col: Any, lng_col: Any) -> ColumnEl
     return 2 * EARTH_RADIUS_KM * func.asin(func.sqrt(capped))
 
 
-def _bounding_box(near: Near, lat_col: Any, lng_col: Any) -> ColumnElement[bool]:
-    """An index-friendly rectangle around the circle; the exact distance filters after it."""
+def _bounding_box(near: Near) -> tuple[str, dict[str, float]]:
+    """An index-friendly rectangle around the circle (the exact distance filters after it):
+    its shape ("lat": latitudes only, "range": one longitude range, "wrap": two, across the
+    antimeridian) and its bounds."""
     dlat = near.radius_km / KM_PER_DEGREE_LAT
     south, north = near.lat - dlat, near.lat + dlat
-    box = and_(lat_col >= south, lat_col <= north)
+    bounds = {"south": south, "north": north}
     if south <= -90 or north >= 90:
-        return box  # the circle covers a pole: every longitude
+        return "lat", bounds  # the circle covers a pole: every longitude
     dlng = dlat / math.cos(math.radians(max(abs(south), abs(north))))
     if dlng >= 180:
-        return box
+        return "lat", bounds
     west, east = near.lng - dlng, near.lng + dlng
     if west < -180:  # wraps across the antimeridian: two longitude ranges
-        return and_(box, or_(lng_col >= west + 360, lng_col <= east))
+        return "wrap", {**bounds, "west": west + 360, "east": east}
     if east > 180:
-        return and_(box, or_(lng_col >= west, lng_col <= east - 360))
-    return and_(box, lng_col >= west, lng_col <= east)
+        return "wrap", {**bounds, "west": west, "east": east - 360}
+    return "range", {**bounds, "west": west, "east": east}
+
+
+def _box_condition(box: str, lat_col: Any, lng_col: Any) -> ColumnElement[bool]:
+    south, north = bindparam("south", type_=Float), bindparam("north", type_=Float)
+    west, east = bindparam("west", type_=Float), bindparam("east", type_=Float)
+    lats = and_(lat_col >= south, lat_col <= north)
+    if box == "lat":
+        return lats
+    if box == "wrap":
+        return and_(lats, or_(lng_col >= west, lng_col <= east))
+    return and_(lats, lng_col >= west, lng_col <= east)
 
 
 def require_active_provider(session: Session, provider_id: uuid.UUID) -> ProviderProfile:
