@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,7 +48,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from bench.seed import FULL, SMOKE, SYNC_RECORDS, BenchUser, seed
 from devstack.aws import push_applications
@@ -81,6 +83,11 @@ class Run:
     socket_errors: int
     split: str
     cpu_ms: float  # user + system CPU of the gunicorn workers per request
+    db_cpu_ms: float = float("nan")  # the bench database's PostgreSQL backends, per request
+    wrk_cpu_ms: float = float("nan")  # the load generator itself, per request
+    busy_cores: float = float("nan")  # the whole machine's busy CPU over the run, in cores
+    other_cores: float = float("nan")  # busy cores none of the above explains (other tenants,
+    # moto_server, Redis, the kernel's softirqs)
 
 
 @dataclass
@@ -155,11 +162,51 @@ def peak_rss_mb(pid: int) -> float:
 
 def cpu_seconds(pids: list[int]) -> float:
     """utime + stime of the processes (their threads included), in seconds."""
-    total = 0
+    return sum(cpu_by_pid(pids).values())
+
+
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """utime + stime of each process still alive, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended
+        found[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """CPU of this process's waited-for children (wrk), in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Backends:
+    """The PostgreSQL backends serving one database, for their CPU (pg_stat_activity)."""
+
+    def __init__(self, database_url: str) -> None:
+        self._engine = create_engine(database_url, poolclass=NullPool)
+
+    def pids(self) -> list[int]:
+        query = text(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        with self._engine.connect() as connection:
+            return [int(pid) for pid in connection.execute(query).scalars()]
+
+    def dispose(self) -> None:
+        self._engine.dispose()
 
 
 def connection_split(port: int, workers: list[int]) -> str:
@@ -275,12 +322,25 @@ def events_body_parts() -> list[str]:
 
 
 def wrk(
-    wrk_bin: str, url: str, script: Path, duration: float, port: int, workers: list[int]
+    wrk_bin: str,
+    url: str,
+    script: Path,
+    duration: float,
+    port: int,
+    workers: list[int],
+    backends: Backends | None = None,
 ) -> Run:
     split: list[str] = []
     sampler = threading.Timer(duration / 2, lambda: split.append(connection_split(port, workers)))
     sampler.start()
-    cpu_before = cpu_seconds(workers)
+    db_pids = backends.pids() if backends else []
+    db_before = cpu_by_pid(db_pids)
+    cpu_before, wrk_before, busy_before = (
+        cpu_seconds(workers),
+        children_cpu_seconds(),
+        machine_busy_seconds(),
+    )
+    started = time.monotonic()
     completed = subprocess.run(
         [
             wrk_bin,
@@ -298,6 +358,11 @@ def wrk(
         text=True,
     )
     cpu = cpu_seconds(workers) - cpu_before
+    wall = time.monotonic() - started
+    busy = machine_busy_seconds() - busy_before
+    wrk_cpu = children_cpu_seconds() - wrk_before
+    db_pids = sorted(set(db_pids) | set(backends.pids() if backends else []))
+    db_cpu = sum(t - db_before.get(pid, 0.0) for pid, t in cpu_by_pid(db_pids).items())
     sampler.join()
     match = re.search(r"BENCH_RESULT (\{.*\})", completed.stdout)
     if completed.returncode != 0 or match is None:
@@ -316,6 +381,10 @@ def wrk(
         socket_errors=data["connect"] + data["read"] + data["write"] + data["timeout"],
         split=split[0] if split else "?",
         cpu_ms=1000 * cpu / max(1, data["requests"]),
+        db_cpu_ms=1000 * db_cpu / max(1, data["requests"]) if backends else float("nan"),
+        wrk_cpu_ms=1000 * wrk_cpu / max(1, data["requests"]),
+        busy_cores=busy / wall,
+        other_cores=max(0.0, busy - cpu - db_cpu - wrk_cpu) / wall,
     )
 
 
@@ -481,6 +550,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 probe(base, scenario, parts)
             hello_scenario = Scenario("hello", "hello", "get", 0, [("/", u.token) for u in users])
             trellis_workers, hello_workers = workers_of(trellis.pid), workers_of(hello.pid)
+            backends = Backends(database_url)
             scripts = logs / "lua"
             scripts.mkdir()
 
@@ -490,7 +560,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if scenario.key == "hello":
                     return wrk(wrk_bin, f"http://127.0.0.1:{hello_port}", script, duration,
                                hello_port, hello_workers)  # fmt: skip
-                return wrk(wrk_bin, base, script, duration, trellis_port, trellis_workers)
+                return wrk(wrk_bin, base, script, duration, trellis_port, trellis_workers,
+                           backends)  # fmt: skip
 
             run_id = uuid.uuid4().hex[:8]
             print("bench: warming up", flush=True)
@@ -521,6 +592,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["tracebacks"] = (
                 (logs / "trellis.log").read_text(errors="replace").count("Traceback")
             )
+            backends.dispose()
             stop(trellis)
             stop(hello)
     finally:
@@ -551,6 +623,12 @@ def summarise(results: dict[str, Result]) -> list[dict[str, Any]]:
                 "p99_ratio": median(p99_ratios),
                 "cpu_ms": median([r.cpu_ms for r in result.runs]),
                 "hello_cpu_ms": median([r.cpu_ms for r in result.hello]),
+                "db_cpu_ms": median([r.db_cpu_ms for r in result.runs]),
+                "wrk_cpu_ms": median([r.wrk_cpu_ms for r in result.runs]),
+                "hello_wrk_cpu_ms": median([r.wrk_cpu_ms for r in result.hello]),
+                "busy_cores": median([r.busy_cores for r in result.runs]),
+                "other_cores": median([r.other_cores for r in result.runs]),
+                "hello_other_cores": median([r.other_cores for r in result.hello]),
                 "requests": sum(r.requests for r in result.runs),
                 "non2xx": sum(r.non2xx for r in result.runs),
                 "socket_errors": sum(r.socket_errors for r in result.runs),
@@ -643,6 +721,7 @@ def markdown(report: dict[str, Any], command: str) -> str:
     ]
     if events:
         lines.append(f"- Events: {events['rps'] * 50:,.0f} events/s at the median (50 a request)")
+    lines += cpu_table(report)
     lines += [
         "",
         "## Connection split between the two gunicorn workers",
@@ -657,6 +736,33 @@ def markdown(report: dict[str, Any], command: str) -> str:
     for r in report["results"]:
         lines.append(f"| ({r['key']}) | {', '.join(r['split'])} | {', '.join(r['hello_split'])} |")
     return "\n".join(lines) + "\n"
+
+
+def cpu_table(report: dict[str, Any]) -> list[str]:
+    """Where each scenario's CPU went, per request and for the machine, medians over rounds."""
+    nan = float("nan")
+    cores = report["machine"]["nproc"]
+    lines = [
+        "",
+        "## Where the CPU went",
+        "",
+        "Per request: the gunicorn workers, the bench database's PostgreSQL backends and wrk "
+        f"(user + system, from /proc). Machine: busy cores of the {cores} over the run "
+        "(/proc/stat), and the busy cores none of those explains (other tenants' processes, "
+        f"moto_server, Redis, the kernel). The machine is saturated when busy is near {cores}.",
+        "",
+        "| scenario | workers ms/req | PostgreSQL ms/req | wrk ms/req | machine busy cores "
+        "| other cores | hello: workers ms/req, wrk ms/req, other cores |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| ({r['key']}) | {r.get('cpu_ms', nan):.2f} | {r.get('db_cpu_ms', nan):.2f} "
+            f"| {r.get('wrk_cpu_ms', nan):.2f} | {r.get('busy_cores', nan):.2f} "
+            f"| {r.get('other_cores', nan):.2f} | {r.get('hello_cpu_ms', nan):.2f}, "
+            f"{r.get('hello_wrk_cpu_ms', nan):.2f}, {r.get('hello_other_cores', nan):.2f} |"
+        )
+    return lines
 
 
 NOTES = "\n## Notes (by hand"
