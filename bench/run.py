@@ -88,6 +88,8 @@ class Run:
     busy_cores: float = float("nan")  # the whole machine's busy CPU over the run, in cores
     other_cores: float = float("nan")  # busy cores none of the above explains (other tenants,
     # moto_server, Redis, the kernel's softirqs)
+    outbox_backlog: int = 0  # pushes still undelivered when the run ended
+    outbox_drain_s: float = 0.0  # how long the relay then took to deliver them
 
 
 @dataclass
@@ -192,7 +194,7 @@ def children_cpu_seconds() -> float:
 
 
 class Backends:
-    """The PostgreSQL backends serving one database, for their CPU (pg_stat_activity)."""
+    """The bench database: its PostgreSQL backends (for their CPU) and its outbox."""
 
     def __init__(self, database_url: str) -> None:
         self._engine = create_engine(database_url, poolclass=NullPool)
@@ -204,6 +206,22 @@ class Backends:
         )
         with self._engine.connect() as connection:
             return [int(pid) for pid in connection.execute(query).scalars()]
+
+    def undelivered(self) -> int:
+        query = text("SELECT count(*) FROM outbox_messages WHERE delivered_at IS NULL")
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def settle_outbox(self, timeout: float = 120.0) -> tuple[int, float]:
+        """Pushes the web workers' relay still owes after a run, and the seconds it took to
+        deliver them: the next run starts only then, so one scenario's deliveries do not load
+        the next (hello's included)."""
+        started = time.monotonic()
+        backlog = left = self.undelivered()
+        while left and time.monotonic() - started < timeout:
+            time.sleep(0.2)
+            left = self.undelivered()
+        return backlog, time.monotonic() - started
 
     def dispose(self) -> None:
         self._engine.dispose()
@@ -560,8 +578,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if scenario.key == "hello":
                     return wrk(wrk_bin, f"http://127.0.0.1:{hello_port}", script, duration,
                                hello_port, hello_workers)  # fmt: skip
-                return wrk(wrk_bin, base, script, duration, trellis_port, trellis_workers,
-                           backends)  # fmt: skip
+                run = wrk(wrk_bin, base, script, duration, trellis_port, trellis_workers,
+                          backends)  # fmt: skip
+                run.outbox_backlog, run.outbox_drain_s = backends.settle_outbox()
+                return run
 
             run_id = uuid.uuid4().hex[:8]
             print("bench: warming up", flush=True)
@@ -629,6 +649,8 @@ def summarise(results: dict[str, Result]) -> list[dict[str, Any]]:
                 "busy_cores": median([r.busy_cores for r in result.runs]),
                 "other_cores": median([r.other_cores for r in result.runs]),
                 "hello_other_cores": median([r.other_cores for r in result.hello]),
+                "outbox_backlog": [r.outbox_backlog for r in result.runs],
+                "outbox_drain_s": [round(r.outbox_drain_s, 1) for r in result.runs],
                 "requests": sum(r.requests for r in result.runs),
                 "non2xx": sum(r.non2xx for r in result.runs),
                 "socket_errors": sum(r.socket_errors for r in result.runs),
@@ -762,6 +784,17 @@ def cpu_table(report: dict[str, Any]) -> list[str]:
             f"| {r.get('other_cores', nan):.2f} | {r.get('hello_cpu_ms', nan):.2f}, "
             f"{r.get('hello_wrk_cpu_ms', nan):.2f}, {r.get('hello_other_cores', nan):.2f} |"
         )
+    backlogs = [
+        f"({r['key']}) {', '.join(str(n) for n in r['outbox_backlog'])} undelivered, "
+        f"delivered in {', '.join(f'{t:.1f}' for t in r['outbox_drain_s'])} s"
+        for r in report["results"]
+        if any(r.get("outbox_backlog", ()))
+    ]
+    lines += [
+        "",
+        "Pushes the web workers' outbox relay still owed when a run ended (per round; the next "
+        "run waits until they are delivered): " + ("; ".join(backlogs) or "none"),
+    ]
     return lines
 
 
