@@ -10,13 +10,14 @@ import contextlib
 import logging
 
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
 from services.components import Components
 
 log = logging.getLogger("trellis.db")
 EXTENSION = "trellis"
+READ_SESSIONS = "trellis.read_sessions"
 READ_METHODS = frozenset({"GET", "HEAD"})
 _COMMITTED = "trellis.committed"
 
@@ -34,9 +35,11 @@ def db_session() -> Session:
 
 
 def primary_session() -> Session:
-    """A session on the primary: the request's own unless that one reads from a replica."""
-    if g.get("db_replica") is None:
-        return db_session()
+    """A transactional session on the primary: the request's own unless that one is a read
+    session (autocommit, or on a replica)."""
+    db_session()
+    if not g.get("db_read_only"):
+        return g.db_session
     session = g.get("db_primary")
     if session is None:
         session = g.db_primary = components().sessions()
@@ -45,16 +48,22 @@ def primary_session() -> Session:
 
 def _open_session() -> Session:
     built = components()
+    if request.method not in READ_METHODS:
+        g.db_route = "primary"
+        return built.sessions()
     reads = built.reads
-    if reads is not None and request.method in READ_METHODS and not g.get("db_force_primary"):
+    if reads is not None and not g.get("db_force_primary"):
         identity = g.get("identity")
         replica = reads.choose(getattr(identity, "sub", None))
         if replica is not None:
             g.db_replica = replica
             g.db_route = f"replica:{replica.name}"
-            return replica.sessions()
+            g.db_read_only = True
+            return replica.read_sessions()
     g.db_route = "primary"
-    return built.sessions()
+    read_sessions = current_app.extensions[READ_SESSIONS]
+    g.db_read_only = read_sessions is not built.sessions
+    return read_sessions()
 
 
 def read_on_primary_after_failure(error: BaseException) -> bool:
@@ -121,6 +130,9 @@ def _flag_commit(session: Session) -> None:
 
 def register_context(app: Flask, built: Components) -> None:
     app.extensions[EXTENSION] = built
+    # Tests bind `sessions` to a Connection holding a per-test transaction: reads follow it.
+    rebound = not isinstance(built.sessions.kw.get("bind"), Engine)
+    app.extensions[READ_SESSIONS] = built.sessions if rebound else built.read_sessions
     if built.reads is not None:
         event.listen(built.sessions, "after_commit", _flag_commit)
         app.after_request(_note_write)

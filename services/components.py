@@ -16,7 +16,7 @@ from services.aws.exports import ExportSink, S3ExportStore
 from services.aws.jwks import HttpJwksFetcher, JwksFetcher
 from services.aws.s3 import ObjectStore, S3Store
 from services.aws.sns import PushGateway, SnsPush
-from services.db import build_engine, session_factory
+from services.db import build_engine, read_session_factory, session_factory
 from services.replicas import (
     MemoryWriteMarks,
     PrimaryPositions,
@@ -37,6 +37,7 @@ class Components:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]  # GET/HEAD on the primary: autocommit, no writes
     verifier: TokenVerifier
     groups: GroupDirectory
     store: ObjectStore
@@ -81,6 +82,7 @@ def build_components(
         settings=settings,
         engine=engine,
         sessions=sessions,
+        read_sessions=read_session_factory(build_engine(settings, autocommit=True)),
         verifier=verifier,
         groups=groups
         or CognitoGroups(
@@ -121,6 +123,7 @@ def read_router(
         Replica(
             replica_name(url),
             build_engine(settings, url),
+            build_engine(settings, url, autocommit=True),
             positions,
             max_lag_seconds=settings.db_replica_max_lag_seconds,
             retry_seconds=settings.db_replica_retry_seconds,

@@ -15,12 +15,19 @@ from services.errors import Unavailable
 from services.settings import Settings
 
 
-def build_engine(settings: Settings, url_text: str | None = None) -> Engine:
-    """A pooled engine (DATABASE_URL unless `url_text`) with liveness checks and bounded waits."""
+def build_engine(
+    settings: Settings, url_text: str | None = None, *, autocommit: bool = False
+) -> Engine:
+    """A pooled engine (DATABASE_URL unless `url_text`) with liveness checks and bounded waits.
+
+    `autocommit` engines serve read-only requests: their own pool, so a connection never
+    switches between modes (psycopg2 spends a round trip each way).
+    """
     url_text = url_text or settings.db_url
     url = make_url(url_text)
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url_text)
+        return _sqlite_engine(url_text, **options)
     connect_args: dict[str, Any] = {"connect_timeout": settings.db_connect_timeout_seconds}
     if settings.db_statement_timeout_ms:
         connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
@@ -32,11 +39,14 @@ def build_engine(settings: Settings, url_text: str | None = None) -> Engine:
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args=connect_args,
+        **options,
     )
 
 
-def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False}, pool_pre_ping=True)
+def _sqlite_engine(url: str, **options: Any) -> Engine:
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False}, pool_pre_ping=True, **options
+    )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -52,6 +62,29 @@ def _sqlite_engine(url: str) -> Engine:
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     # expire_on_commit=False: services return objects that are serialised after commit.
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+class WriteOnReadSession(RuntimeError):
+    """A write reached a read-only session: it belongs on primary_session()."""
+
+
+def read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for read-only requests on an autocommit engine: no BEGIN and no ROLLBACK
+    round trip (two of a GET's five), each statement on its own snapshot; a write raises."""
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    event.listen(factory, "do_orm_execute", _refuse_write_statement)
+    event.listen(factory, "before_flush", _refuse_flush)
+    return factory
+
+
+def _refuse_write_statement(state: Any) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise WriteOnReadSession(f"{state.statement!s:.80} on a read-only request's session")
+
+
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise WriteOnReadSession("a flush on a read-only request's session")
 
 
 DEFERRED_COMMIT = "trellis.deferred_commit"

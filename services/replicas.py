@@ -20,6 +20,8 @@ from typing import Literal, Protocol
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import sessionmaker
 
+from services.db import read_session_factory
+
 log = logging.getLogger("trellis.replicas")
 
 State = Literal["ok", "lagging", "down"]
@@ -116,6 +118,7 @@ class Replica:
         self,
         name: str,
         engine: Engine,
+        read_engine: Engine,
         primary: PrimaryPositions,
         *,
         max_lag_seconds: float,
@@ -125,7 +128,9 @@ class Replica:
     ) -> None:
         self.name = name
         self.engine = engine
-        self.sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        self.sessions = sessionmaker(bind=engine, expire_on_commit=False)  # jobs (the export)
+        self.read_engine = read_engine
+        self.read_sessions = read_session_factory(read_engine)  # requests
         self._primary = primary
         self._max_lag = max_lag_seconds
         self._retry = retry_seconds

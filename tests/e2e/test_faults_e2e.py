@@ -525,11 +525,13 @@ class ErrorPage(BaseHTTPRequestHandler):
 
 def test_a_cut_before_teardown_still_answers_the_finished_request(faults: FaultStack) -> None:
     consumer = signed_in_consumer(faults)
-    faults.db.arm(b"ROLLBACK")  # the request's session is closed (rolled back) at teardown
-    response = consumer.call("GET", "/v1/me")
+    # A write request refused after authentication read the caller: its transaction is
+    # closed (rolled back) at teardown. (GETs read in autocommit: nothing to close.)
+    faults.db.arm(b"ROLLBACK")
+    response = consumer.call("POST", "/v1/bookings", json={"provider_id": "not-a-uuid"})
     assert faults.db.tripped.is_set()  # the cut landed after the work, before the answer
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "application/json"
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
     assert consumer.call("GET", "/v1/me").status_code == 200  # the pool replaced it
 
 

@@ -144,8 +144,9 @@ def test_sigterm_lets_the_request_in_flight_finish(stack: Stack) -> None:
 
 
 def _waiting_on_a_lock(connection: object) -> bool:
+    # pg_stat_activity is a snapshot kept for the whole transaction: clear it to see news.
     query = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-        " AND datname = current_database()"
+        "SELECT pg_stat_clear_snapshot(), (SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database())"
     )
-    return bool(connection.execute(query).scalar())  # type: ignore[attr-defined]
+    return bool(connection.execute(query).one()[1])  # type: ignore[attr-defined]
