@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from models import ProviderProfile, User
@@ -48,18 +48,20 @@ def effective_roles(identity: Identity, revocations: Mapping[str, float]) -> lis
     return sorted(r for r in identity.roles if identity.issued_at >= revocations.get(r, 0.0))
 
 
-# Just what a request needs to authorise the caller: no ORM object for the common case.
-_CALLER_COLUMNS = (
-    User.id,
-    User.email,
-    User.roles,
-    User.display_name,
-    User.phone,
-    User.created_at,
-    User.updated_at,
-    User.cognito_username,
-    User.role_revocations,
-)
+# Just what a request needs to authorise the caller, built once (building a select per
+# request cost more than running it); no ORM object for the common case.
+_USERS = User.__table__.c
+_CALLER = select(
+    _USERS.id,
+    _USERS.email,
+    _USERS.roles,
+    _USERS.display_name,
+    _USERS.phone,
+    _USERS.created_at,
+    _USERS.updated_at,
+    _USERS.cognito_username,
+    _USERS.role_revocations,
+).where(_USERS.cognito_sub == bindparam("sub"))
 
 
 def sync_user(
@@ -71,8 +73,7 @@ def sync_user(
     few columns. `session` may read from a replica; then `primary` gives the session any
     write goes to.
     """
-    by_sub = User.cognito_sub == identity.sub
-    row = session.execute(select(*_CALLER_COLUMNS).where(by_sub)).one_or_none()
+    row = session.execute(_CALLER, {"sub": identity.sub}).one_or_none()
     if row is not None and not _stale(row, identity):
         return UserView(
             id=row.id,
@@ -84,7 +85,7 @@ def sync_user(
             updated_at=row.updated_at,
         )
     writer = primary() if primary is not None else session
-    user = writer.scalar(select(User).where(by_sub))
+    user = writer.scalar(select(User).where(User.cognito_sub == identity.sub))
     if user is None:
         user = _create(writer, identity)
     if _stale(user, identity):
