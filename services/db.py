@@ -28,7 +28,17 @@ def build_engine(
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url_text, **options)
-    connect_args: dict[str, Any] = {"connect_timeout": settings.db_connect_timeout_seconds}
+    connect_args: dict[str, Any] = {
+        "connect_timeout": settings.db_connect_timeout_seconds,
+        # A database that vanishes mid-query (a failover, a dropped route) sends no reset:
+        # without these a thread would wait on the socket for good. Keepalives end a silent
+        # wait after about 25 s, tcp_user_timeout a send that is never acknowledged.
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 25_000,
+    }
     if settings.db_statement_timeout_ms:
         connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
     return create_engine(
