@@ -15,16 +15,15 @@ from typing import Any
 
 from flask import Response, request
 from pydantic import BaseModel
-from sqlalchemy import exc as sa_exc
 
 from api.auth import authenticate
 from api.context import read_on_primary_after_failure
+from api.errors import DATABASE_ERRORS
 from api.idempotency import run_idempotently
 from api.responses import json_response
 from api.validation import parse_json, parse_path, parse_query, read_body
 
 ENDPOINT_ATTRIBUTE = "__trellis_endpoint__"
-DATABASE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 
 @dataclass(frozen=True)

@@ -175,10 +175,13 @@ def _unexpected(exc: Exception) -> Response:
     return problem(500, "Something went wrong on our side; the request id helps us find it.")
 
 
+# Connection loss, pool exhaustion, statement timeouts: the client should retry.
+DATABASE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(TrellisError, _trellis_error)
-    # Connection loss, pool exhaustion, statement timeouts: the client should retry.
-    for db_error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+    for db_error in DATABASE_ERRORS:
         app.register_error_handler(db_error, _database_down)
     app.register_error_handler(Exception, _unexpected)

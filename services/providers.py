@@ -67,7 +67,8 @@ def _average(rating_sum: int, rating_count: int) -> float | None:
     return round(rating_sum / rating_count, 2) if rating_count else None
 
 
-def _view(p: ProviderProfile) -> ProviderView:
+def _view(p: Any, distance_km: float | None = None) -> ProviderView:
+    """A profile (an ORM object or a search row with the same names) as a ProviderView."""
     return ProviderView(
         id=p.user_id,
         display_name=p.display_name,
@@ -81,6 +82,7 @@ def _view(p: ProviderProfile) -> ProviderView:
         active=p.active,
         rating_average=_average(p.rating_sum, p.rating_count),
         rating_count=p.rating_count,
+        distance_km=distance_km,
     )
 
 
@@ -151,7 +153,7 @@ def search(
             (after,) = _cursor_key(cursor, scope, 1)
             params["after_id"] = _uuid(after)
         query = _search_query(category is not None, bool(text), None, cursor is not None)
-        rows = [_row_view(row) for row in session.execute(query, params)]
+        rows = [_view(row) for row in session.execute(query, params)]
         return page_of(rows, limit, scope, lambda v: [str(v.id)])
 
     box, box_params = _bounding_box(near)
@@ -166,7 +168,7 @@ def search(
             raise invalid_cursor()
         params.update(after_distance=after_distance, after_id=_uuid(after_id))
     query = _search_query(category is not None, bool(text), box, cursor is not None)
-    hits = [_row_view(row, row.distance_km) for row in session.execute(query, params)]
+    hits = [_view(row, row.distance_km) for row in session.execute(query, params)]
     return page_of(hits, limit, scope, lambda v: [v.distance_km, str(v.id)])
 
 
@@ -204,25 +206,6 @@ _VIEW_COLUMNS = [
         "rating_count",
     )
 ]
-
-
-def _row_view(row: Any, distance_km: float | None = None) -> ProviderView:
-    """A search row (the _VIEW_COLUMNS of a profile) as a ProviderView."""
-    return ProviderView(
-        id=row.user_id,
-        display_name=row.display_name,
-        bio=row.bio,
-        categories=list(row.categories),
-        lat=row.lat,
-        lng=row.lng,
-        service_radius_km=row.service_radius_km,
-        hourly_rate_cents=row.hourly_rate_cents,
-        currency=row.currency,
-        active=row.active,
-        rating_average=_average(row.rating_sum, row.rating_count),
-        rating_count=row.rating_count,
-        distance_km=distance_km,
-    )
 
 
 @cache

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from services.db import read_session_factory
@@ -27,8 +28,7 @@ log = logging.getLogger("trellis.replicas")
 State = Literal["ok", "lagging", "down"]
 
 _STATUS = text(
-    "SELECT pg_is_in_recovery(),"
-    " (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+    "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
     "       ELSE pg_current_wal_lsn() END)::text,"
     # The replica's own estimate, used until the primary's positions are known: caught up
     # (everything received is replayed) means no lag; otherwise the age of the last replayed
@@ -161,7 +161,7 @@ class Replica:
         self._primary.sample()
         try:
             with self.engine.connect() as connection:
-                _in_recovery, lsn, lag = connection.execute(_STATUS).one()
+                lsn, lag = connection.execute(_STATUS).one()
         except Exception as exc:  # any failure means: do not read here for a while
             self.mark_down(f"{type(exc).__name__}: {str(exc).strip()[:200]}")
             return
@@ -323,7 +323,5 @@ def _fit(status: ReplicaStatus, needed: int | None) -> bool:
 
 def replica_name(url: str) -> str:
     """host:port/database of a URL, without its credentials (for logs and /readyz)."""
-    from sqlalchemy.engine import make_url
-
     parsed = make_url(url)
     return f"{parsed.host}:{parsed.port or 5432}/{parsed.database}"

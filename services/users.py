@@ -31,7 +31,8 @@ class UserView:
     updated_at: datetime
 
 
-def view_of(user: User) -> UserView:
+def view_of(user: Any) -> UserView:
+    """A user (an ORM object or a row with the same names) as a UserView."""
     return UserView(
         id=user.id,
         email=user.email,
@@ -75,23 +76,13 @@ def sync_user(
     """
     row = session.execute(_CALLER, {"sub": identity.sub}).one_or_none()
     if row is not None and not _stale(row, identity):
-        return UserView(
-            id=row.id,
-            email=row.email,
-            roles=tuple(row.roles),
-            display_name=row.display_name,
-            phone=row.phone,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
+        return view_of(row)
     writer = primary() if primary is not None else session
     user = writer.scalar(select(User).where(User.cognito_sub == identity.sub))
     if user is None:
         user = _create(writer, identity)
     if _stale(user, identity):
-        roles = effective_roles(identity, user.role_revocations)
-        email = identity.email if identity.email is not None else user.email
-        username = identity.username or user.cognito_username
+        roles, email, username = _from_token(user, identity)
         with transaction(writer):
             if ("provider" in roles) != ("provider" in user.roles):
                 _set_provider_active(writer, user.id, "provider" in roles)
@@ -99,12 +90,16 @@ def sync_user(
     return view_of(user)
 
 
-def _stale(user: Any, identity: Identity) -> bool:
-    """Whether the stored user (an ORM object or a row) lags behind the token."""
+def _from_token(user: Any, identity: Identity) -> tuple[list[str], str | None, str | None]:
+    """The roles, email and username the stored user should have after this token."""
     roles = effective_roles(identity, user.role_revocations)
     email = identity.email if identity.email is not None else user.email
-    username = identity.username or user.cognito_username
-    return (user.roles, user.email, user.cognito_username) != (roles, email, username)
+    return roles, email, identity.username or user.cognito_username
+
+
+def _stale(user: Any, identity: Identity) -> bool:
+    """Whether the stored user (an ORM object or a row) lags behind the token."""
+    return (user.roles, user.email, user.cognito_username) != _from_token(user, identity)
 
 
 def _create(session: Session, identity: Identity) -> User:
