@@ -120,8 +120,11 @@ def ensure_wrk() -> str:
     return found
 
 
-def start_server(app: str, port: int, env: dict[str, str], log: Path) -> tuple[Any, float]:
-    """gunicorn with gunicorn.conf.py; returns the process and seconds from exec to first 200."""
+def start_server(
+    app: str, port: int, env: dict[str, str], log: Path, path: str = "/"
+) -> tuple[Any, float]:
+    """gunicorn with gunicorn.conf.py; returns the process and seconds from exec to the first
+    200 of `path`."""
     started = time.monotonic()
     process = subprocess.Popen(
         [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app],
@@ -131,7 +134,6 @@ def start_server(app: str, port: int, env: dict[str, str], log: Path) -> tuple[A
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    path = "/healthz" if app.startswith("application") else "/"
     deadline = started + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -446,6 +448,23 @@ def scenarios_for(users: list[BenchUser], base: str) -> list[Scenario]:
     ]  # fmt: skip
 
 
+FLOOR_STEPS = {
+    "token": "the token verified (cached, as in Trellis); an empty list",
+    "limit": "+ one fixed-window hit in Redis (`limits`)",
+    "query": "+ the caller's row and 21 bookings: Trellis's SQL, raw psycopg2, orjson",
+    "prepared": "+ both statements prepared on the server (PREPARE / EXECUTE)",
+}
+
+
+def floor_scenarios(users: list[BenchUser]) -> list[Scenario]:
+    """bench/floor.py's steps: the least work (a)'s answer needs, one piece added a step."""
+    return [
+        Scenario(f"floor-{step}", title, "get", 0.0,
+                 [(f"/floor/{step}?limit=20", u.token) for u in users])
+        for step, title in FLOOR_STEPS.items()
+    ]  # fmt: skip
+
+
 def probe(base: str, scenario: Scenario, parts: list[str]) -> None:
     """One request of each kind by hand, so a broken scenario fails loudly before wrk runs."""
     path, token = scenario.requests[0]
@@ -472,9 +491,10 @@ def probe(base: str, scenario: Scenario, parts: list[str]) -> None:
             raise RuntimeError(f"events probe: {body}")
     if status != expected:
         raise RuntimeError(f"{scenario.title}: probe answered {status}: {body!r:.500}")
+    wants_items = scenario.key in ("a", "c", "e", "floor-query", "floor-prepared")
     if (
         scenario.kind == "get"
-        and scenario.key in "ace"
+        and wants_items
         and not body.get("records" if scenario.key == "e" else "items")
     ):
         raise RuntimeError(f"{scenario.title}: probe answered no items")
@@ -508,7 +528,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     wrk_bin = ensure_wrk()
     scale = SMOKE if args.smoke else FULL
     logs = Path(tempfile.mkdtemp(prefix="trellis-bench-"))
-    moto = trellis = hello = None
+    moto = trellis = hello = floor = None
     report: dict[str, Any] = {"logs": str(logs), "machine": machine(), "args": vars(args)}
     report["loadavg"] = {"start": os.getloadavg()}
     report["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -544,7 +564,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             trellis_port, hello_port = free_port(), free_port()
             trellis, trellis_start = start_server(
-                "application:application", trellis_port, env, logs / "trellis.log"
+                "application:application", trellis_port, env, logs / "trellis.log", "/healthz"
             )
             started = time.monotonic()
             status, _ = http("GET", f"http://127.0.0.1:{trellis_port}/v1/me", users[0].token)
@@ -554,6 +574,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             hello, hello_start = start_server(
                 "bench.hello:app", hello_port, base_env(), logs / "hello.log"
             )
+            floor_port = free_port()
+            floor, _ = start_server("bench.floor:app", floor_port, env, logs / "floor.log")
             report["startup"] = {
                 "trellis_s": trellis_start,
                 "trellis_first_authenticated_s": first_auth,
@@ -566,8 +588,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             parts = events_body_parts()
             for scenario in scenarios:
                 probe(base, scenario, parts)
+            floor_base = f"http://127.0.0.1:{floor_port}"
+            floors = floor_scenarios(users) if "a" in args.scenarios else []
+            for scenario in floors:
+                probe(floor_base, scenario, parts)
             hello_scenario = Scenario("hello", "hello", "get", 0, [("/", u.token) for u in users])
             trellis_workers, hello_workers = workers_of(trellis.pid), workers_of(hello.pid)
+            floor_workers = workers_of(floor.pid)
             backends = Backends(database_url)
             scripts = logs / "lua"
             scripts.mkdir()
@@ -578,6 +605,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if scenario.key == "hello":
                     return wrk(wrk_bin, f"http://127.0.0.1:{hello_port}", script, duration,
                                hello_port, hello_workers)  # fmt: skip
+                if scenario.key.startswith("floor"):
+                    return wrk(wrk_bin, floor_base, script, duration, floor_port, floor_workers,
+                               backends)  # fmt: skip
                 run = wrk(wrk_bin, base, script, duration, trellis_port, trellis_workers,
                           backends)  # fmt: skip
                 run.outbox_backlog, run.outbox_drain_s = backends.settle_outbox()
@@ -585,9 +615,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
             run_id = uuid.uuid4().hex[:8]
             print("bench: warming up", flush=True)
-            for scenario in [hello_scenario, *scenarios]:
+            for scenario in [hello_scenario, *scenarios, *floors]:
                 drive(scenario, f"{run_id}-warm-{scenario.key}", args.warmup)
             results = {s.key: Result(s) for s in scenarios}
+            floor_results = {s.key: Result(s) for s in floors}
             for round_no in range(1, args.rounds + 1):
                 for scenario in scenarios:
                     a = drive(
@@ -603,21 +634,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"errors {b.non2xx + b.socket_errors + a.non2xx + a.socket_errors}",
                         flush=True,
                     )
+                    # The floor steps after (a), each against (a)'s hello of this round.
+                    for step in floors if scenario.key == "a" else []:
+                        c = drive(step, f"{run_id}-r{round_no}-{step.key}", args.duration)
+                        floor_results[step.key].hello.append(a)
+                        floor_results[step.key].runs.append(c)
+                        print(
+                            f"bench: round {round_no} {step.key}: {c.rps:7.0f} req/s ratio "
+                            f"{c.rps / a.rps:.3f}  errors {c.non2xx + c.socket_errors}",
+                            flush=True,
+                        )
             report["loadavg"]["end"] = os.getloadavg()
             report["rss_mb"] = {
                 "trellis": [round(peak_rss_mb(p), 1) for p in trellis_workers],
                 "hello": [round(peak_rss_mb(p), 1) for p in hello_workers],
             }
             report["results"] = summarise(results)
+            report["floor"] = summarise(floor_results)
             report["tracebacks"] = (
                 (logs / "trellis.log").read_text(errors="replace").count("Traceback")
             )
             backends.dispose()
             stop(trellis)
             stop(hello)
+            stop(floor)
     finally:
         stop(trellis)
         stop(hello)
+        stop(floor)
         stop(moto)
     return report
 
@@ -663,7 +707,8 @@ def summarise(results: dict[str, Result]) -> list[dict[str, Any]]:
 
 
 def errors_in(report: dict[str, Any]) -> int:
-    return sum(r["non2xx"] + r["socket_errors"] + r["hello_errors"] for r in report["results"])
+    rows = [*report["results"], *report.get("floor", ())]
+    return sum(r["non2xx"] + r["socket_errors"] + r["hello_errors"] for r in rows)
 
 
 def markdown(report: dict[str, Any], command: str) -> str:
@@ -744,6 +789,7 @@ def markdown(report: dict[str, Any], command: str) -> str:
     if events:
         lines.append(f"- Events: {events['rps'] * 50:,.0f} events/s at the median (50 a request)")
     lines += cpu_table(report)
+    lines += floor_table(report)
     lines += [
         "",
         "## Connection split between the two gunicorn workers",
@@ -795,6 +841,41 @@ def cpu_table(report: dict[str, Any]) -> list[str]:
         "Pushes the web workers' outbox relay still owed when a run ended (per round; the next "
         "run waits until they are delivered): " + ("; ".join(backlogs) or "none"),
     ]
+    return lines
+
+
+def floor_table(report: dict[str, Any]) -> list[str]:
+    """The floor steps under (a) (bench/floor.py), each against (a)'s hello of its round."""
+    if not report.get("floor"):
+        return []
+    nan = float("nan")
+    lines = [
+        "",
+        "## The floor under (a)",
+        "",
+        "`bench/floor.py`, served by the same gunicorn.conf.py with Trellis's environment and "
+        "run after (a) in every round against (a)'s hello: the least work (a)'s answer needs, "
+        "one piece added a step, with none of Trellis's layers (SQLAlchemy, pydantic, "
+        "Flask-Limiter, the access log, the headers). No Flask application on this stack does "
+        "(a)'s work at a better ratio than the last steps.",
+        "",
+        "| step | req/s | ratio to hello | worker CPU ms/req | PostgreSQL ms/req | p99 ms "
+        "| non-2xx |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["floor"]:
+        lines.append(
+            f"| {r['key'].removeprefix('floor-')}: {r['title']} | {r['rps']:,.0f} "
+            f"| {r['ratio']:.3f}x | {r.get('cpu_ms', nan):.2f} | {r.get('db_cpu_ms', nan):.2f} "
+            f"| {r['p99_ms']:.2f} | {r['non2xx'] + r['socket_errors']} |"
+        )
+    a = next((r for r in report["results"] if r["key"] == "a"), None)
+    if a is not None:
+        lines.append(
+            f"| (a) Trellis, for comparison | {a['rps']:,.0f} | {a['ratio']:.3f}x "
+            f"| {a.get('cpu_ms', nan):.2f} | {a.get('db_cpu_ms', nan):.2f} | {a['p99_ms']:.2f} "
+            f"| {a['non2xx'] + a['socket_errors']} |"
+        )
     return lines
 
 

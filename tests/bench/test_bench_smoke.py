@@ -43,9 +43,16 @@ def test_the_smoke_run_drives_every_scenario_without_an_error(tmp_path: Path) ->
         assert row["socket_errors"] == 0, (key, row)
         assert row["hello_errors"] == 0, (key, row)
         assert row["rps"] > 0 and row["hello_rps"] > 0, key
+    floor = {row["key"]: row for row in report["floor"]}
+    steps = ["floor-token", "floor-limit", "floor-query", "floor-prepared"]
+    assert sorted(floor) == sorted(steps)
+    for key, row in floor.items():
+        assert row["requests"] > 0, key
+        assert row["non2xx"] + row["socket_errors"] == 0, (key, row)
     assert report["tracebacks"] == 0
     assert all(rss > 0 for rss in report["rss_mb"]["trellis"])
     assert len(report["rss_mb"]["trellis"]) == 2  # gunicorn.conf.py's two workers
     table = table_path.read_text()
     assert "| (a) GET /v1/bookings?limit=20 |" in table
     assert "## Connection split" in table
+    assert "## The floor under (a)" in table
