@@ -83,6 +83,23 @@ def read_on_primary_after_failure(error: BaseException) -> bool:
     return True
 
 
+def read_again_after_disconnect(error: BaseException) -> bool:
+    """After a read's pooled connection turned out dead (read pools skip the ping on checkout):
+    let the read run once more (True). SQLAlchemy has by then discarded the pool's older
+    connections, so the second attempt connects afresh."""
+    if request.method not in READ_METHODS or g.get("db_read_again"):
+        return False
+    if not getattr(error, "connection_invalidated", False):
+        return False
+    g.db_read_again = True
+    log.info("a read's pooled connection was dead, reading again: %s", error)
+    g.pop("db_replica", None)  # routed anew: the replica may be fine, its pool was stale
+    session = g.pop("db_session", None)
+    if session is not None:
+        _close(session)
+    return True
+
+
 def reads_must_see_write(subject: str) -> None:
     """Another user's reads must also wait for this request's write (e.g. a role revoked)."""
     g.setdefault("written_for", set()).add(subject)

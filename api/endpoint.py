@@ -17,7 +17,7 @@ from flask import Response, request
 from pydantic import BaseModel
 
 from api.auth import authenticate
-from api.context import read_on_primary_after_failure
+from api.context import read_again_after_disconnect, read_on_primary_after_failure
 from api.errors import DATABASE_ERRORS
 from api.idempotency import run_idempotently
 from api.responses import json_response
@@ -85,13 +85,16 @@ def endpoint(
 
         @wraps(view)
         def wrapper(**path: Any) -> Response:
-            try:
-                return _serve(view, spec, path)
-            except DATABASE_ERRORS as exc:
-                # A replica failed under a read: the read is safe to run again on the primary.
-                if read_on_primary_after_failure(exc):
+            while True:
+                try:
                     return _serve(view, spec, path)
-                raise
+                except DATABASE_ERRORS as exc:
+                    # A read is safe to run again: on a fresh connection after its pooled one
+                    # was dead (routed anew), and on the primary after a replica failed under
+                    # it. Each of the two allows one more attempt per request.
+                    if read_again_after_disconnect(exc) or read_on_primary_after_failure(exc):
+                        continue
+                    raise
 
         setattr(wrapper, ENDPOINT_ATTRIBUTE, spec)
         return wrapper

@@ -21,7 +21,9 @@ def build_engine(
     """A pooled engine (DATABASE_URL unless `url_text`) with liveness checks and bounded waits.
 
     `autocommit` engines serve read-only requests: their own pool, so a connection never
-    switches between modes (psycopg2 spends a round trip each way).
+    switches between modes (psycopg2 spends a round trip each way). They do not ping a
+    connection on checkout (a `SELECT 1` round trip on every GET): a read that finds its
+    connection dead runs again once on a fresh one instead (api/context.py).
     """
     url_text = url_text or settings.db_url
     url = make_url(url_text)
@@ -46,7 +48,7 @@ def build_engine(
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
-        pool_pre_ping=True,
+        pool_pre_ping=not autocommit,
         pool_recycle=1800,
         connect_args=connect_args,
         **options,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
+from api.context import EXTENSION, READ_SESSIONS
 from models import User
 from models.base import utcnow
 from services.db import WriteOnReadSession, build_engine, read_session_factory
@@ -61,3 +63,56 @@ def test_a_get_that_must_create_the_user_writes_on_a_transactional_session(
     assert response.status_code == 200
     with Session(engine) as session:
         assert session.scalar(select(User.id).where(User.cognito_sub == "brand-new")) is not None
+
+
+def test_a_read_whose_pooled_connection_died_runs_again_on_a_fresh_one(
+    committed_app: object, tokens: object, engine: Engine
+) -> None:
+    """Read pools skip the `SELECT 1` ping on checkout; a dead connection costs a retry,
+    never the caller's answer."""
+    app = committed_app  # type: ignore[assignment]
+    read_engine = app.extensions[READ_SESSIONS].kw["bind"]  # type: ignore[attr-defined]
+    assert read_engine.pool._pre_ping is False  # the round trip this saves on every GET
+    client = app.test_client()  # type: ignore[attr-defined]
+    headers = tokens.header("reader")  # type: ignore[attr-defined]
+    assert client.get("/v1/me", headers=headers).status_code == 200
+    _terminate_pooled_connections(engine, read_engine)  # e.g. a restart or a failover
+    for _ in range(3):
+        response = client.get("/v1/me", headers=headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.get_json()["id"]
+
+
+def test_writes_keep_the_ping_on_checkout(
+    committed_app: object, tokens: object, engine: Engine
+) -> None:
+    """A write is never run again by Trellis (its client retries with its Idempotency-Key),
+    so the write pool still pings: a write after the connections died succeeds."""
+    app = committed_app  # type: ignore[assignment]
+    client = app.test_client()  # type: ignore[attr-defined]
+    headers = tokens.header("writer")  # type: ignore[attr-defined]
+    assert client.patch("/v1/me", json={"display_name": "A"}, headers=headers).status_code == 200
+    write_engine = app.extensions[EXTENSION].engine  # type: ignore[attr-defined]
+    assert write_engine.pool._pre_ping is True
+    _terminate_pooled_connections(engine, write_engine)
+    response = client.patch("/v1/me", json={"display_name": "B"}, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def _terminate_pooled_connections(admin: Engine, pooled: Engine) -> None:
+    """End, from the server side, the connection `pooled` holds idle (it holds one here)."""
+    with pooled.connect() as connection:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    with admin.connect() as connection:
+        ended = connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        assert ended.scalar_one() is True
+    deadline = time.monotonic() + 5
+    while _backend_alive(admin, pid):
+        assert time.monotonic() < deadline, "the backend did not end"
+        time.sleep(0.02)
+
+
+def _backend_alive(admin: Engine, pid: int) -> bool:
+    with admin.connect() as connection:  # a new transaction: a fresh pg_stat_activity
+        query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+        return bool(connection.execute(query, {"pid": pid}).scalar_one())
