@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Insert, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, Insert, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -133,11 +134,19 @@ def deferred_commit(session: Session) -> Iterator[Session]:
 
 def insert_ignoring_conflict(
     session: Session, model: type[Any], values: dict[str, Any], conflict: list[str]
-) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING for PostgreSQL and SQLite alike."""
+) -> CursorResult[Any]:
+    """Run INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike); its rowcount is 0
+    when a row with the same `conflict` columns was already there."""
     dialect = session.get_bind().dialect.name
+    return session.execute(_insert_ignoring(dialect, model.__table__, tuple(conflict)), values)
+
+
+@cache
+def _insert_ignoring(dialect: str, table: Table, conflict: tuple[str, ...]) -> Insert:
+    """Built once per table (building it per request cost more than running it); the values
+    are bound at execution."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    return insert(table).on_conflict_do_nothing(index_elements=list(conflict))
 
 
 def check_database(engine: Engine) -> None:

@@ -62,19 +62,11 @@ def register_device(
         "last_seen_at": now,
     }
     with transaction(session):
-        session.execute(
-            insert_ignoring_conflict(
-                session,
-                Device,
-                {
-                    "id": uuid.uuid4(),
-                    "platform": platform,
-                    "token": token,
-                    "created_at": now,
-                    **fields,
-                },
-                ["platform", "token"],
-            )
+        insert_ignoring_conflict(
+            session,
+            Device,
+            {"id": uuid.uuid4(), "platform": platform, "token": token, "created_at": now, **fields},
+            ["platform", "token"],
         )
         device = session.scalars(
             select(Device)

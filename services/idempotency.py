@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from models import IdempotencyKey
@@ -75,14 +75,14 @@ def run(
     try:
         with transaction(session):  # the work's writes and the stored response, together
             session.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-                .values(
-                    state="completed",
-                    response_status=response.status,
-                    response_body=response.body,
-                    response_headers={"Content-Type": response.content_type, **response.headers},
-                )
+                _COMPLETE,
+                {
+                    "user": user_id,
+                    "the_key": key,
+                    "status": response.status,
+                    "body": response.body,
+                    "headers": {"Content-Type": response.content_type, **response.headers},
+                },
             )
     except BaseException:
         # Nothing was kept (or, if only COMMIT's answer was lost, the key is completed and
@@ -90,6 +90,20 @@ def run(
         _release_after_failure(session, user_id, key)
         raise
     return response
+
+
+_KEYS = IdempotencyKey.__table__
+# Built once (building it per request cost more than running it); values bound at execution.
+_COMPLETE = (
+    update(_KEYS)
+    .where(_KEYS.c.user_id == bindparam("user"), _KEYS.c.key == bindparam("the_key"))
+    .values(
+        state="completed",
+        response_status=bindparam("status", type_=_KEYS.c.response_status.type),
+        response_body=bindparam("body", type_=_KEYS.c.response_body.type),
+        response_headers=bindparam("headers", type_=_KEYS.c.response_headers.type),
+    )
+)
 
 
 def _claim(
@@ -106,13 +120,8 @@ def _claim(
         "response_headers": None,
     }
     with transaction(session):
-        inserted = session.execute(
-            insert_ignoring_conflict(
-                session,
-                IdempotencyKey,
-                {"user_id": user_id, "key": key, **fresh},
-                ["user_id", "key"],
-            )
+        inserted = insert_ignoring_conflict(
+            session, IdempotencyKey, {"user_id": user_id, "key": key, **fresh}, ["user_id", "key"]
         )
     if inserted.rowcount == 1:
         return None

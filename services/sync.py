@@ -237,7 +237,7 @@ def _lock_dataset(
         "updated_at": now,
     }
     # Two devices creating one dataset at once: both succeed, the lock orders them.
-    session.execute(insert_ignoring_conflict(session, SyncDataset, values, ["user_id", "name"]))
+    insert_ignoring_conflict(session, SyncDataset, values, ["user_id", "name"])
     return session.scalars(query).one()
 
 

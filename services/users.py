@@ -116,7 +116,7 @@ def _create(session: Session, identity: Identity) -> User:
         "updated_at": now,
     }
     with transaction(session):
-        session.execute(insert_ignoring_conflict(session, User, values, ["cognito_sub"]))
+        insert_ignoring_conflict(session, User, values, ["cognito_sub"])
     query = select(User).where(User.cognito_sub == identity.sub)
     return session.scalars(query.execution_options(populate_existing=True)).one()
 
