@@ -17,6 +17,11 @@ def _int(name: str, default: int) -> int:
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 worker_class = "gthread"
+# Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new
+# connections over them. On one shared socket the worker that wakes first accepts whatever
+# is queued, so nginx's or a client's burst of keep-alive connections could all land on one
+# worker while the other idled (32/0 splits measured under wrk: BENCHMARKS.md).
+reuse_port = True
 workers = _int("WEB_CONCURRENCY", 2)
 threads = _int("GUNICORN_THREADS", 4)
 timeout = _int("GUNICORN_TIMEOUT", 30)
