@@ -794,9 +794,11 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "",
         "## Connection split between the two gunicorn workers",
         "",
-        "Established connections per worker, sampled with `ss -tnp` half-way through each run "
-        "(the trap in DESIGN.md: wrk opens its 32 keep-alive connections at once and gthread "
-        "workers accept them greedily, so one worker can hold most of them for the whole run).",
+        "Established connections per worker, sampled with `ss -tnp` half-way through each run. "
+        "wrk opens its 32 keep-alive connections at once; on one shared listening socket the "
+        "gthread worker that woke first took most of them for the whole run (the trap in "
+        "DESIGN.md). gunicorn.conf.py sets `reuse_port`: each worker listens on its own socket "
+        "and the kernel spreads the connections.",
         "",
         "| scenario | Trellis, per round | hello before it, per round |",
         "|---|---|---|",
