@@ -142,6 +142,18 @@ def test_migrations_run_once_per_deploy() -> None:
     assert command["leader_only"] is True and "alembic upgrade head" in command["command"]
 
 
+def test_queued_connections_move_to_another_worker_when_one_exits() -> None:
+    """gunicorn.conf.py's reuse_port gives each worker its own queue; tcp_migrate_req keeps a
+    worker's exit from resetting the connections queued on it."""
+    gunicorn_conf = (ROOT / "gunicorn.conf.py").read_text()
+    assert re.search(r"^reuse_port = True$", gunicorn_conf, re.MULTILINE)
+    kernel = load(ROOT / ".ebextensions/09-kernel.config")
+    (sysctl_file,) = kernel["files"].values()
+    assert sysctl_file["content"].split() == ["net.ipv4.tcp_migrate_req", "=", "1"]
+    (command,) = kernel["commands"].values()
+    assert command["command"] == "sysctl -w net.ipv4.tcp_migrate_req=1"
+
+
 @pytest.mark.parametrize("name", sorted(SAVED))
 def test_saved_configuration(name: str) -> None:
     document = load(SAVED[name])
