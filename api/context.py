@@ -76,9 +76,7 @@ def read_on_primary_after_failure(error: BaseException) -> bool:
     # itself rather than blame it; a failed check takes it out of rotation for a while.
     log.warning("a read on replica %s failed, retrying on the primary: %s", replica.name, error)
     replica.status(fresh=True)
-    session = g.pop("db_session", None)
-    if session is not None:
-        _close(session)
+    _drop_request_session()
     g.db_force_primary = True
     return True
 
@@ -94,10 +92,15 @@ def read_again_after_disconnect(error: BaseException) -> bool:
     g.db_read_again = True
     log.info("a read's pooled connection was dead, reading again: %s", error)
     g.pop("db_replica", None)  # routed anew: the replica may be fine, its pool was stale
+    _drop_request_session()
+    return True
+
+
+def _drop_request_session() -> None:
+    """Close the request's session so the next db_session() opens (and routes) a new one."""
     session = g.pop("db_session", None)
     if session is not None:
         _close(session)
-    return True
 
 
 def reads_must_see_write(subject: str) -> None:

@@ -23,7 +23,6 @@ Not an API: no authorisation beyond the token, no validation, no errors worth th
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Any
 
@@ -44,13 +43,14 @@ from services.users import _CALLER
 STEPS = ("token", "limit", "query", "prepared")
 _DIALECT = postgresql.psycopg2.dialect()
 CALLER_SQL = str(_CALLER.compile(dialect=_DIALECT))
-LIST_SQL = str(_list_query(None, False, False).compile(dialect=_DIALECT))
+LIST_QUERY = _list_query(None, False, False)
+LIST_SQL = str(LIST_QUERY.compile(dialect=_DIALECT))
 PREPARES = (
     "PREPARE floor_caller(text) AS " + CALLER_SQL.replace("%(sub)s", "$1"),
     "PREPARE floor_list(uuid, integer) AS "
     + LIST_SQL.replace("%(viewer)s", "$1").replace("%(n)s", "$2"),
 )
-LIST_COLUMNS = re.findall(r"anon_1\.(\w+)", LIST_SQL.split("FROM", 1)[0])
+LIST_COLUMNS = [str(c.name) for c in LIST_QUERY.selected_columns]  # orjson: plain str keys
 
 settings = load_settings()
 verifier = TokenVerifier(

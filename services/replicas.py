@@ -129,7 +129,6 @@ class Replica:
         self.name = name
         self.engine = engine
         self.sessions = sessionmaker(bind=engine, expire_on_commit=False)  # jobs (the export)
-        self.read_engine = read_engine
         self.read_sessions = read_session_factory(read_engine)  # requests
         self._primary = primary
         self._max_lag = max_lag_seconds
