@@ -10,7 +10,7 @@ from api.auth import current_user
 from api.context import components, db_session, reads_must_see_write
 from api.endpoint import endpoint
 from api.schemas.marketplace import RoleChange, RoleGrant, RoleInPath
-from services import roles
+from services.accounts import roles
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
 

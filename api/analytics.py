@@ -27,8 +27,8 @@ from api.schemas.analytics import (
     SummaryQuery,
 )
 from api.schemas.common import FieldProblem
-from services import analytics
-from services.errors import FieldError
+from services.analytics import events as analytics
+from services.base.errors import FieldError
 
 bp = Blueprint("analytics", __name__, url_prefix="/v1")
 

@@ -26,8 +26,8 @@ from api.limits import register_rate_limits
 from api.openapi import register_docs
 from api.request_log import configure_logging, register_request_log
 from api.security import register_security_headers
+from services.base.settings import Settings, load_settings
 from services.components import Components, build_components
-from services.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None, *, components: Components | None = None) -> Flask:

@@ -6,9 +6,9 @@ from flask import g, request
 
 from api.context import components, db_session, primary_session
 from api.errors import MissingToken
-from services.auth import Identity
-from services.errors import Forbidden, InvalidToken, TrellisError
-from services.users import UserView, sync_user
+from services.accounts.auth import Identity
+from services.accounts.users import UserView, sync_user
+from services.base.errors import Forbidden, InvalidToken, TrellisError
 
 
 def _bearer_token() -> str:

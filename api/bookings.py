@@ -29,7 +29,7 @@ from api.schemas.marketplace import (
     Review,
     ReviewCreate,
 )
-from services import bookings, messages, reviews
+from services.marketplace import bookings, messages, reviews
 
 bp = Blueprint("bookings", __name__, url_prefix="/v1/bookings")
 

@@ -9,7 +9,10 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from api.context import components
-from services import export, idempotency, infra, outbox, uploads
+from services import infra, uploads
+from services.analytics import export
+from services.base import idempotency
+from services.messaging import outbox
 
 
 @click.command("purge-idempotency-keys")

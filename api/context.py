@@ -1,7 +1,7 @@
 """Per-request access to the process's components and the request's database sessions.
 
 Reads (GET and HEAD) run on a replica when one is configured and fit for the caller (see
-services/replicas.py); everything else, and any write a read needs, runs on the primary.
+services/base/replicas.py); everything else, and any write a read needs, runs on the primary.
 """
 
 from __future__ import annotations

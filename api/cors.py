@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
-from services.settings import Settings
+from services.base.settings import Settings
 
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"]
 EXPOSED_HEADERS = ["Retry-After", "X-Request-Id", "Location"]

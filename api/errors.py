@@ -13,7 +13,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from services.errors import (
+from services.base.errors import (
     Conflict,
     Forbidden,
     InvalidToken,
@@ -23,7 +23,7 @@ from services.errors import (
     Unavailable,
     ValidationFailed,
 )
-from services.idempotency import KeyInProgress, KeyReused
+from services.base.idempotency import KeyInProgress, KeyReused
 from services.sync import SyncConflict
 
 log = logging.getLogger("trellis.errors")

@@ -7,7 +7,7 @@ from flask import Blueprint
 from api.context import components
 from api.endpoint import endpoint
 from api.schemas.me import Health, Readiness, ReplicaHealth
-from services.db import check_database
+from services.base.db import check_database
 
 bp = Blueprint("health", __name__)
 

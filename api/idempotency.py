@@ -16,8 +16,8 @@ from api.auth import current_user
 from api.context import components, db_session
 from api.errors import problem_for
 from api.validation import read_body
-from services import idempotency
-from services.errors import FieldError, TrellisError, ValidationFailed
+from services.base import idempotency
+from services.base.errors import FieldError, TrellisError, ValidationFailed
 
 # Printable ASCII without spaces, as Stripe and the IETF draft's examples use (UUIDs fit).
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"

@@ -20,8 +20,11 @@ from typing import Any
 from flask import Blueprint, request
 
 from api.context import components, db_session
-from services import export, idempotency, outbox, uploads
-from services.errors import Forbidden
+from services import uploads
+from services.analytics import export
+from services.base import idempotency
+from services.base.errors import Forbidden
+from services.messaging import outbox
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 SQSD_USER_AGENT = "aws-sqsd"
@@ -53,7 +56,7 @@ def _only_sqsd_on_this_host() -> None:
 
 @bp.post("/export")
 def export_task() -> dict[str, Any]:
-    """Export changed rows to S3 (see services/export.py): 503 when it failed or is busy.
+    """Export changed rows to S3 (see services/analytics/export.py): 503 when it failed or is busy.
     `complete` false: EXPORT_MAX_SECONDS stopped the run; the next one continues."""
     built = components()
     result = export.run_export(built.sessions, built.exports, built.settings, reads=built.reads)

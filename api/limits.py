@@ -10,7 +10,7 @@ from flask_limiter import Limiter
 
 from api.auth import verified_identity
 from api.context import components
-from services.errors import TrellisError
+from services.base.errors import TrellisError
 
 # Routes that are cheap to abuse or expensive to serve get a tighter limit of their own
 # (on top of the application-wide one): endpoint name -> setting name.

@@ -8,7 +8,7 @@ from api.auth import current_user
 from api.context import db_session
 from api.endpoint import endpoint
 from api.schemas.me import Me, MeUpdate
-from services import users
+from services.accounts import users
 
 bp = Blueprint("me", __name__, url_prefix="/v1")
 

@@ -24,7 +24,8 @@ from api.schemas.media import (
     Upload,
     UploadCreate,
 )
-from services import devices, notifications, uploads
+from services import uploads
+from services.messaging import devices, notifications
 
 bp = Blueprint("media", __name__, url_prefix="/v1")
 

@@ -18,8 +18,8 @@ from api.schemas.marketplace import (
     ProviderProfileIn,
     ProviderSearch,
 )
-from services import providers
-from services.errors import FieldError, ValidationFailed
+from services.base.errors import FieldError, ValidationFailed
+from services.marketplace import providers
 
 bp = Blueprint("providers", __name__, url_prefix="/v1")
 

@@ -8,7 +8,7 @@ from flask import request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
-from services.errors import FieldError, ValidationFailed
+from services.base.errors import FieldError, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 

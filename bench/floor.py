@@ -34,11 +34,11 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy.dialects import postgresql
 
-from services.auth import JwksCache, TokenVerifier
+from services.accounts.auth import JwksCache, TokenVerifier
+from services.accounts.users import _CALLER
 from services.aws.jwks import HttpJwksFetcher
-from services.bookings import _list_query
-from services.settings import load_settings
-from services.users import _CALLER
+from services.base.settings import load_settings
+from services.marketplace.bookings import _list_query
 
 STEPS = ("token", "limit", "query", "prepared")
 _DIALECT = postgresql.psycopg2.dialect()

@@ -1,4 +1,5 @@
-"""EXPLAIN (ANALYZE, BUFFERS) of the SQL that services.providers.search() sends, at 100k providers.
+"""EXPLAIN (ANALYZE, BUFFERS) of the SQL that services.marketplace.providers.search() sends,
+at 100k providers.
 
     .venv/bin/python -m bench.search_explain [--providers N] [--runs N] [--sql] [--quiet]
 
@@ -32,9 +33,9 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session
 
-from services import providers
-from services.pagination import Page
-from services.providers import Near
+from services.base.pagination import Page
+from services.marketplace import providers
+from services.marketplace.providers import Near
 from tests.support.database import fresh_database
 
 TARGET_MS = 50.0

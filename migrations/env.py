@@ -9,7 +9,7 @@ from sqlalchemy import Connection, create_engine, pool
 
 from models import Base
 from models.base import UTCDateTime
-from services.settings import database_url_from_env
+from services.base.settings import database_url_from_env
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

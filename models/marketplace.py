@@ -50,7 +50,7 @@ class ProviderProfile(TimestampMixin, Base):
 class ProviderCategory(Base):
     """One row per (category, provider): the index search narrows by first.
 
-    lat/lng are copied from the profile (kept in step by services/providers.py) so that
+    lat/lng are copied from the profile (kept in step by services/marketplace/providers.py) so that
     category + bounding box is one index range scan.
     """
 

@@ -9,15 +9,15 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from services import outbox
-from services.auth import JwksCache, TokenVerifier
+from services.accounts.auth import JwksCache, TokenVerifier
+from services.analytics import export
 from services.aws.cognito import CognitoGroups, GroupDirectory
 from services.aws.exports import ExportSink, S3ExportStore
 from services.aws.jwks import HttpJwksFetcher, JwksFetcher
 from services.aws.s3 import ObjectStore, S3Store
 from services.aws.sns import PushGateway, SnsPush
-from services.db import build_engine, read_session_factory, session_factory
-from services.replicas import (
+from services.base.db import build_engine, read_session_factory, session_factory
+from services.base.replicas import (
     MemoryWriteMarks,
     PrimaryPositions,
     ReadRouter,
@@ -26,7 +26,8 @@ from services.replicas import (
     WriteMarks,
     replica_name,
 )
-from services.settings import Settings
+from services.base.settings import Settings, SettingsError
+from services.messaging import outbox
 from services.uploads import DEFAULT_LIMITS, UploadLimit
 
 
@@ -59,6 +60,7 @@ def build_components(
     exports: ExportSink | None = None,
 ) -> Components:
     """Build everything lazily: no connection, JWKS fetch or AWS client until first use."""
+    check_export_tables(settings)
     engine = build_engine(settings)
     fetcher = jwks_fetcher or HttpJwksFetcher(
         settings.jwks_url, timeout_seconds=settings.jwks_timeout_seconds
@@ -169,3 +171,14 @@ def upload_limits(settings: Settings) -> dict[str, UploadLimit]:
             changes["content_types"] = frozenset(override.content_types)
         limits[purpose] = UploadLimit(**{**base.__dict__, **changes})
     return limits
+
+
+def check_export_tables(settings: Settings) -> None:
+    """EXPORT_TABLES against the schema and the export's deny-list: a start-up error that
+    names every unknown or refused table and column."""
+    if settings.export_tables is None:
+        return
+    try:
+        export.plan_tables(settings.export_tables)
+    except ValueError as exc:
+        raise SettingsError(f"invalid settings: EXPORT_TABLES: {exc}") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.aws.exports import ExportSink
 from services.aws.s3 import ObjectStore
-from services.settings import Settings
+from services.base.settings import Settings
 
 
 def ensure(store: ObjectStore, settings: Settings, exports: ExportSink | None = None) -> list[str]:

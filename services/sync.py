@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from models import Device, SyncDataset, SyncRecord
 from models.base import utcnow
-from services import outbox
-from services.db import insert_ignoring_conflict, transaction
-from services.errors import Conflict, FieldError, NotFound, ValidationFailed
+from services.base.db import insert_ignoring_conflict, transaction
+from services.base.errors import Conflict, FieldError, NotFound, ValidationFailed
+from services.messaging import outbox
 
 
 @dataclass(frozen=True)

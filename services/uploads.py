@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session
 
 from models import Booking, Upload, User
 from models.base import utcnow
+from services.accounts.users import UserView
 from services.aws.s3 import ObjectStore, PresignedPost, StorageUnavailable
-from services.bookings import party_of
-from services.db import transaction
-from services.errors import (
+from services.base.db import transaction
+from services.base.errors import (
     Conflict,
     FieldError,
     Forbidden,
@@ -24,7 +24,7 @@ from services.errors import (
     Unavailable,
     ValidationFailed,
 )
-from services.users import UserView
+from services.marketplace.bookings import party_of
 
 T = TypeVar("T")
 PURPOSES = ("avatar", "booking_attachment", "provider_document")

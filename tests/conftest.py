@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import create_app
 from models import Base
+from services.base.settings import Settings
 from services.components import Components, build_components
-from services.settings import Settings
 from tests.support.database import fresh_database
 from tests.support.fakes import FakePush, FakeStore
 from tests.support.tokens import CLIENT_ID, POOL_ID, FakeJwksFetcher, SigningKey, token_for

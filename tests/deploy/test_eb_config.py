@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from deploy.bundle import build
-from services.settings import load_settings
+from services.base.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EBEXTENSIONS = sorted((ROOT / ".ebextensions").glob("*.config"))

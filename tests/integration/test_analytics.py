@@ -17,7 +17,7 @@ from sqlalchemy import Connection, create_engine, event, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Booking, BookingEvent, Event, ProviderProfile, User
-from services import analytics
+from services.analytics import events as analytics
 from tests.support.database import migrate_to_head
 
 NOW = lambda: datetime.now(UTC)  # noqa: E731

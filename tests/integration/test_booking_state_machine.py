@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.bookings import STATUSES, TRANSITIONS
+from services.marketplace.bookings import STATUSES, TRANSITIONS
 from tests.support.bookings import BODIES, booking_in, ensure_profile
 
 CALLERS = ("consumer", "provider", "admin", "stranger")

@@ -10,8 +10,8 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import sessionmaker
 
 from models import User
-from services.auth import Identity
-from services.users import UserView, sync_user
+from services.accounts.auth import Identity
+from services.accounts.users import UserView, sync_user
 
 
 @pytest.fixture

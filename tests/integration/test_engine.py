@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from services.db import build_engine
+from services.base.db import build_engine
 from tests.conftest import make_settings
 
 

@@ -45,11 +45,11 @@ from models import (
     User,
 )
 from models.base import utcnow
-from services import export
+from services.analytics import export
 from services.aws.exports import MIN_CHUNK_BYTES, S3ExportStore
 from services.aws.s3 import S3Store
+from services.base.settings import Settings
 from services.components import build_components
-from services.settings import Settings
 from tests.conftest import make_settings
 from tests.support.aws import REGION, emulated_aws
 from tests.support.database import ROOT, fresh_database

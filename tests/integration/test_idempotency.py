@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from models import Booking, IdempotencyKey, Message
 from models.base import utcnow
-from services import idempotency
+from services.base import idempotency
 from tests.support.actors import booking_body, make_actor
 from tests.support.bookings import booking_in, ensure_profile
 

@@ -15,9 +15,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from api import create_app
 from models import Event, ExportRun, ExportWatermark
 from models.base import utcnow
-from services import idempotency
+from services.base import idempotency
+from services.base.settings import Settings
 from services.components import Components, build_components
-from services.settings import Settings
 from tests.conftest import make_settings
 from tests.support.exports import FakeExportSink, jsonl_rows
 from tests.support.fakes import FakePush, FakeStore

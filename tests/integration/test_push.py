@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Device, Notification, OutboxMessage
 from models.base import utcnow
-from services import notifications, outbox
 from services.aws.sns import SnsPush
+from services.base.db import transaction
 from services.components import Components
-from services.db import transaction
+from services.messaging import notifications, outbox
 from tests.support.actors import make_actor
 from tests.support.aws import REGION, emulated_aws, platform_applications
 from tests.support.bookings import booking_in, ensure_profile

@@ -17,7 +17,7 @@ from flask import Flask, Response, g
 from flask.testing import FlaskClient
 
 from api import create_app
-from services import export
+from services.analytics import export
 from services.components import build_components
 from tests.conftest import make_settings
 from tests.support.exports import FakeExportSink

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from api.context import EXTENSION, READ_SESSIONS
 from models import User
 from models.base import utcnow
-from services.db import WriteOnReadSession, build_engine, read_session_factory
+from services.base.db import WriteOnReadSession, build_engine, read_session_factory
 from tests.conftest import make_settings
 
 

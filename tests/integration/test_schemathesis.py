@@ -262,7 +262,8 @@ def _tampered(cursor: str, key: list[Any]) -> str:
 def test_a_tampered_booking_cursor_is_a_422_not_a_500(
     app: Flask, client: FlaskClient, world: World, key: list[Any]
 ) -> None:
-    """KNOWN DEFECT in services/bookings.py (list_bookings), outside this change's remit.
+    """KNOWN DEFECT in services/marketplace/bookings.py (list_bookings), outside this
+    change's remit.
 
     Cursors are base64url JSON {"s": scope, "k": key}; a client can decode its own and send
     back another key. list_bookings unpacks `created, after_id = decode_cursor(...)` outside

@@ -24,11 +24,11 @@ import pytest
 from sqlalchemy.orm import Session
 
 from models import ProviderProfile, User
-from services import providers
-from services.db import deferred_commit
-from services.errors import ValidationFailed
-from services.pagination import Page
-from services.providers import Near, ProfileInput, ProviderView
+from services.base.db import deferred_commit
+from services.base.errors import ValidationFailed
+from services.base.pagination import Page
+from services.marketplace import providers
+from services.marketplace.providers import Near, ProfileInput, ProviderView
 
 EARTH_RADIUS_KM = 6371.0088
 BOUNDARY_KM = 1e-6

@@ -15,8 +15,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from models import OutboxMessage, SyncRecord
-from services import outbox, sync
-from services.errors import NotFound
+from services import sync
+from services.base.errors import NotFound
+from services.messaging import outbox
 from tests.support.actors import make_actor
 from tests.support.fakes import FakePush
 

@@ -13,7 +13,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-from services.settings import TEST_DATABASE_URL, normalize_database_url
+from services.base.settings import TEST_DATABASE_URL, normalize_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 

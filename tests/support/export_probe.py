@@ -55,8 +55,8 @@ def main(url: str, tables: str, part_rows: int) -> dict[str, object]:
     from sqlalchemy.orm import sessionmaker
 
     from models.base import utcnow
+    from services.analytics.export import run_export
     from services.aws.exports import S3ExportStore
-    from services.export import run_export
     from tests.conftest import make_settings
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

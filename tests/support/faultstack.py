@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from devstack.aws import push_applications
 from devstack.cognito import LocalPool, add_user, provision, sign_in
 from devstack.processes import base_env, free_port, migrate, start_gunicorn, start_moto, stop
-from services.settings import Settings, load_settings
+from services.base.settings import Settings, load_settings
 from tests.support.database import fresh_database
 from tests.support.log_scan import leaks_in
 from tests.support.proxy import FaultyProxy

@@ -20,7 +20,7 @@ def test_import_contracts_are_kept() -> None:
 
 def test_importing_the_packages_builds_nothing() -> None:
     # No engine, client or app at import time: importing must not touch the network or env.
-    code = "import api, services.components, models, services.users; print('ok')"
+    code = "import api, services.components, models, services.accounts.users; print('ok')"
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.auth import JwksCache
-from services.errors import InvalidToken, Unavailable
+from services.accounts.auth import JwksCache
+from services.base.errors import InvalidToken, Unavailable
 from tests.support.tokens import FakeJwksFetcher, SigningKey
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.settings import SettingsError, database_url_from_env, load_settings
+from services.base.settings import SettingsError, database_url_from_env, load_settings
 
 POOL = "eu-west-1_AbC123"
 BASE = {

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from services.auth import JwksCache, TokenVerifier
-from services.errors import InvalidToken
+from services.accounts.auth import JwksCache, TokenVerifier
+from services.base.errors import InvalidToken
 from tests.support.tokens import (
     CLIENT_ID,
     ISSUER,

@@ -26,9 +26,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from models import ProviderCategory, ProviderProfile, User
-from services.db import transaction
-from services.errors import FieldError, NotFound, ValidationFailed
-from services.pagination import Page, decode_cursor, invalid_cursor, page_of, scope_of
+from services.base.db import transaction
+from services.base.errors import FieldError, NotFound, ValidationFailed
+from services.base.pagination import Page, decode_cursor, invalid_cursor, page_of, scope_of
 
 EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE_LAT = math.pi * EARTH_RADIUS_KM / 180

@@ -25,7 +25,7 @@ from jose import jwk
 from jose.backends.base import Key
 
 from services.aws.jwks import JwksFetcher, JwksUnavailable
-from services.errors import InvalidToken, Unavailable
+from services.base.errors import InvalidToken, Unavailable
 
 log = logging.getLogger(__name__)
 

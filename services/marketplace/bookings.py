@@ -31,12 +31,12 @@ from sqlalchemy.orm import Session
 
 from models import Booking, BookingEvent
 from models.base import utcnow
-from services.db import transaction
-from services.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
-from services.notifications import booking_changed
-from services.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
-from services.providers import require_active_provider
-from services.users import UserView
+from services.accounts.users import UserView
+from services.base.db import transaction
+from services.base.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
+from services.marketplace.providers import require_active_provider
+from services.messaging.notifications import booking_changed
 
 Party = Literal["consumer", "provider", "admin"]
 Action = Literal["accept", "decline", "start", "complete", "cancel"]

@@ -43,12 +43,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Base, ExportRun, ExportWatermark
 from models.base import utcnow
 from services.aws.exports import ExportObject, ExportSink
-from services.db import transaction
-from services.errors import Unavailable
-from services.replicas import ReadRouter, Replica
+from services.base.db import transaction
+from services.base.errors import Unavailable
+from services.base.replicas import ReadRouter, Replica
 
 if TYPE_CHECKING:
-    from services.settings import Settings
+    from services.base.settings import Settings
 
 log = logging.getLogger("trellis.export")
 

@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 
 from models import Booking, Notification
 from models.base import utcnow
-from services import outbox
-from services.db import transaction
-from services.errors import NotFound, RateLimited
-from services.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
-from services.users import UserView
+from services.accounts.users import UserView
+from services.base.db import transaction
+from services.base.errors import NotFound, RateLimited
+from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
+from services.messaging import outbox
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Device, Notification, OutboxMessage
 from models.base import utcnow
 from services.aws.sns import EndpointGone, PushGateway, PushUnavailable
-from services.db import transaction
+from services.base.db import transaction
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from models import Booking, Message
 from models.base import utcnow
-from services.bookings import lock_booking, party_of
-from services.db import transaction
-from services.errors import Forbidden, NotFound, ValidationFailed
-from services.notifications import notify
-from services.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
-from services.users import UserView
+from services.accounts.users import UserView
+from services.base.db import transaction
+from services.base.errors import Forbidden, NotFound, ValidationFailed
+from services.base.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
+from services.marketplace.bookings import lock_booking, party_of
+from services.messaging.notifications import notify
 
 
 @dataclass(frozen=True, slots=True)

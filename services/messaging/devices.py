@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from models import Device
 from models.base import utcnow
+from services.accounts.users import UserView
 from services.aws.sns import PushGateway, PushUnavailable
-from services.db import insert_ignoring_conflict, transaction
-from services.errors import NotFound, Unavailable
-from services.users import UserView
+from services.base.db import insert_ignoring_conflict, transaction
+from services.base.errors import NotFound, Unavailable
 
 
 @dataclass(frozen=True, slots=True)

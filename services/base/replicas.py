@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
-from services.db import read_session_factory
+from services.base.db import read_session_factory
 
 log = logging.getLogger("trellis.replicas")
 

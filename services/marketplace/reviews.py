@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from models import ProviderProfile, Review
 from models.base import utcnow
-from services.bookings import lock_booking, party_of
-from services.db import transaction
-from services.errors import Conflict, Forbidden
-from services.users import UserView
+from services.accounts.users import UserView
+from services.base.db import transaction
+from services.base.errors import Conflict, Forbidden
+from services.marketplace.bookings import lock_booking, party_of
 
 
 @dataclass(frozen=True, slots=True)

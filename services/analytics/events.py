@@ -23,8 +23,8 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from models import Booking, BookingEvent, Event, ProviderProfile, User
 from models.base import utcnow
-from services.db import transaction
-from services.errors import FieldError, ValidationFailed
+from services.base.db import transaction
+from services.base.errors import FieldError, ValidationFailed
 
 MAX_AHEAD = timedelta(hours=24)
 MAX_BEHIND = timedelta(days=30)

@@ -12,8 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.errors import Unavailable
-from services.settings import Settings
+from services.base.errors import Unavailable
+from services.base.settings import Settings
 
 
 def build_engine(

@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 
 from models import ProviderProfile, RoleChange, User
 from models.base import utcnow
-from services.auth import GROUP_ROLES
+from services.accounts.auth import GROUP_ROLES
+from services.accounts.users import UserView
 from services.aws.cognito import DirectoryUnavailable, GroupDirectory, UnknownDirectoryUser
-from services.db import transaction
-from services.errors import Conflict, NotFound, Unavailable
-from services.users import UserView
+from services.base.db import transaction
+from services.base.errors import Conflict, NotFound, Unavailable
 
 Role = Literal["consumer", "provider", "admin"]
 GROUP_OF = {role: group for group, role in GROUP_ROLES.items()}

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from models import IdempotencyKey
 from models.base import utcnow
-from services.db import deferred_commit, insert_ignoring_conflict, transaction
-from services.errors import Conflict, TrellisError
+from services.base.db import deferred_commit, insert_ignoring_conflict, transaction
+from services.base.errors import Conflict, TrellisError
 
 log = logging.getLogger("trellis.idempotency")
 

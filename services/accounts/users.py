@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from models import ProviderProfile, User
 from models.base import utcnow
-from services.auth import Identity
-from services.db import insert_ignoring_conflict, transaction
-from services.errors import NotFound
+from services.accounts.auth import Identity
+from services.base.db import insert_ignoring_conflict, transaction
+from services.base.errors import NotFound
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from services.errors import FieldError, ValidationFailed
+from services.base.errors import FieldError, ValidationFailed
 
 T = TypeVar("T")
 

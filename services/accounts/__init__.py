@@ -1,0 +1,1 @@
+"""Accounts: token verification, users, roles."""

@@ -1,0 +1,1 @@
+"""Analytics: app events and the scheduled export."""

@@ -1,0 +1,1 @@
+"""The marketplace: provider profiles, bookings, messages, reviews."""

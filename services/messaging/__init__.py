@@ -1,0 +1,1 @@
+"""Reaching people: push devices, the inbox, the push outbox."""
