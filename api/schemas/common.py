@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -17,14 +17,57 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f]")
+# Text one person types and another person sees (in an app, a push notification, a log or an
+# export) must show what it says. Refused, by Unicode general category:
+#   Cc      controls: C0 (NUL, ESC...), DEL and C1 (U+0085 NEXT LINE, U+009B CSI...)
+#   Cf      format: invisible or reordering, e.g. U+200B ZERO WIDTH SPACE, U+202E RIGHT-TO-LEFT
+#           OVERRIDE, U+2066-U+2069 isolates, U+FEFF, U+00AD SOFT HYPHEN, tags U+E0000-U+E007F
+#   Zl, Zp  U+2028, U+2029: line breaks to a phone, though code that splits on \n misses them
+#   Co      private use: no agreed glyph, shown differently (or not at all) on each phone
+#   Cs      surrogates: halves of UTF-16 pairs (pydantic and the JSON parser refuse them first)
+#   Cn      unassigned: no meaning today, any meaning tomorrow
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"})
+# Two format characters writing needs: U+200D ZERO WIDTH JOINER builds emoji sequences (family,
+# rainbow flag) and Indic conjuncts; U+200C ZERO WIDTH NON-JOINER is part of Persian spelling.
+# Each passes only between two shown characters, so neither can pad a text invisibly, stand
+# alone (a name of one joiner looks empty) or sit beside another joiner or a space.
+_JOINERS = frozenset("\u200c\u200d")
+# The only emoji made with tag characters: the flags of England, Scotland and Wales. Other
+# runs of tags are invisible ASCII ("ASCII smuggling"), so only these three pass.
+_TAG_FLAGS = tuple(
+    "\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in region) + "\U000e007f"
+    for region in ("gbeng", "gbsct", "gbwls")
+)
+# Control characters have no Unicode name; these are their aliases.
+_CONTROL_NAMES = {
+    "\x00": "NULL",
+    "\t": "CHARACTER TABULATION",
+    "\n": "LINE FEED",
+    "\r": "CARRIAGE RETURN",
+    "\x1b": "ESCAPE",
+    "\x7f": "DELETE",
+    "\x85": "NEXT LINE",
+    "\x9b": "CONTROL SEQUENCE INTRODUCER",
+}
+_UNNAMED = {
+    "Cc": "a control character",
+    "Co": "a private-use character",
+    "Cs": "a surrogate",
+    "Cn": "an unassigned code point",
+}
+_LINE_BREAKS = frozenset("\x85\u2028\u2029")
+
 # The same rules as JSON Schema patterns (ECMA-262), so clients and generators see them too.
-# "Visible" excludes whitespace (\s, and U+0085 which Python strips but ECMA's \s lacks):
-# a value of only whitespace is empty once trimmed.
-_LINE_CHAR = r"[^\x00-\x1f\x7f]"
-_TEXT_CHAR = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
-_VISIBLE_CHAR = r"[^\s\x00-\x1f\x7f\x85]"
+# Only the Basic Multilingual Plane is listed: without the u flag a pattern sees UTF-16 code
+# units, and unassigned code points are too many to list, so the server refuses a little more.
+_HIDDEN = (
+    r"\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b\u200e\u200f"
+    r"\u2028-\u202e\u2060-\u2064\u2066-\u206f\ue000-\uf8ff\ufeff\ufff9-\ufffb"
+)
+_LINE_CHAR = rf"[^\x00-\x1f{_HIDDEN}]"
+_TEXT_CHAR = rf"[^\x00-\x08\x0b\x0c\x0e-\x1f{_HIDDEN}]"
+# "Visible" excludes whitespace and the joiners: at least one character must show.
+_VISIBLE_CHAR = rf"[^\s\x00-\x1f{_HIDDEN}\u200c\u200d]"
 
 
 @dataclass(frozen=True)
@@ -47,21 +90,69 @@ def _pattern(char: str, min_length: int) -> JsonPattern:
     return JsonPattern(f"^{char}*{_VISIBLE_CHAR}{char}*$")
 
 
+def _shown(char: str) -> bool:
+    return (
+        char != "" and not char.isspace() and unicodedata.category(char) not in _REFUSED_CATEGORIES
+    )
+
+
+def _joins(value: str, index: int) -> bool:
+    """A joiner at `index` with a shown character on each side."""
+    before, after = value[index - 1 : index], value[index + 1 : index + 2]
+    return value[index] in _JOINERS and _shown(before) and _shown(after)
+
+
+def _first_refused(value: str, allowed: frozenset[str]) -> int | None:
+    """The index of the first character `value` may not hold, or None."""
+    index = 0
+    while index < len(value):
+        flag = next((f for f in _TAG_FLAGS if value.startswith(f, index)), None)
+        if flag is not None:
+            index += len(flag)
+            continue
+        char = value[index]
+        refused = char not in allowed and unicodedata.category(char) in _REFUSED_CATEGORIES
+        if refused and not _joins(value, index):
+            return index
+        index += 1
+    return None
+
+
+def _describe(char: str) -> str:
+    name = (
+        unicodedata.name(char, "")
+        or _CONTROL_NAMES.get(char)
+        or _UNNAMED.get(unicodedata.category(char), "")
+    )
+    return f"U+{ord(char):04X} ({name})"
+
+
 def _single_line(value: str) -> str:
     # Names end up in push notifications and on other people's screens.
-    if _CONTROL_OR_NEWLINE.search(value):
-        raise ValueError("must not contain control characters (newlines, tabs, ...)")
+    index = _first_refused(value, allowed=frozenset())
+    if index is not None:
+        raise ValueError(
+            f"one line of printable characters only: {_describe(value[index])} "
+            f"at index {index} is not allowed"
+        )
     return value
 
 
 def _printable(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters other than newlines and tabs")
+    # Free text keeps its line breaks and tabs: \n (and \r\n from some keyboards) and \t.
+    index = _first_refused(value, allowed=frozenset("\n\r\t"))
+    if index is not None:
+        hint = " (use \\n to break lines)" if value[index] in _LINE_BREAKS else ""
+        raise ValueError(
+            f"printable characters only: {_describe(value[index])} "
+            f"at index {index} is not allowed{hint}"
+        )
     return value
 
 
 def Line(max_length: int, min_length: int = 1) -> type[str]:
-    """One line of user text, trimmed."""
+    """One line of printable text, trimmed; an error names the first refused character and its
+    index (in code points from 0, in the trimmed text)."""
     return Annotated[  # type: ignore[return-value]
         str,
         StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
@@ -71,7 +162,7 @@ def Line(max_length: int, min_length: int = 1) -> type[str]:
 
 
 def Text(max_length: int, min_length: int = 0) -> type[str]:
-    """Free text (newlines allowed), trimmed."""
+    """Free printable text, trimmed: like Line, but newlines and tabs are allowed."""
     return Annotated[  # type: ignore[return-value]
         str,
         StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),

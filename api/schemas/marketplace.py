@@ -34,6 +34,7 @@ AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 
 
 class ProviderProfileIn(StrictModel):
+    # Line: a name (lists, push titles); Text: a bio is paragraphs.
     display_name: Line(100) = Field(examples=["Spotless Sam"])  # type: ignore[valid-type]
     bio: Text(2000) = Field("", examples=["Flat and office cleaning, 10 years."])  # type: ignore[valid-type]
     categories: list[Category] = Field(min_length=1, max_length=20)
@@ -71,6 +72,7 @@ class ProviderSearch(PageQuery):
     lat: float | None = Field(None, ge=-90, le=90)
     lng: float | None = Field(None, ge=-180, le=180)
     radius_km: float = Field(25, gt=0, le=500, description="used with lat and lng")
+    # Nobody else sees a query, but a search box is one line all the same.
     q: Line(100) | None = Field(None, description="words in name or bio")  # type: ignore[valid-type]
 
 
@@ -100,13 +102,16 @@ class BookingCreate(StrictModel):
     category: Category
     scheduled_at: AwareDatetime = Field(description="in the future, with a time zone")
     location: BookingLocation
+    # Instructions for the provider may run over lines.
     notes: Text(2000) = ""  # type: ignore[valid-type]
 
 
 class BookingLocation(Location):
+    # One line: shown as the booking's label on the provider's map and list.
     address: Line(300) | None = None  # type: ignore[valid-type]
 
 
+# Reasons (decline, cancel...) are free text the other party reads: line breaks are fine.
 class Reason(StrictModel):
     reason: Text(1000, min_length=1) | None = None  # type: ignore[valid-type]
 
@@ -157,6 +162,7 @@ class BookingPage(BaseModel):
 
 
 class MessageCreate(StrictModel):
+    # Chat messages keep their line breaks.
     body: Text(4000, min_length=1) = Field(examples=["On my way!"])  # type: ignore[valid-type]
 
 
@@ -182,6 +188,7 @@ class MessagePage(BaseModel):
 
 class ReviewCreate(StrictModel):
     rating: int = Field(ge=1, le=5, examples=[5])
+    # A review may be paragraphs.
     comment: Text(2000) = ""  # type: ignore[valid-type]
 
 

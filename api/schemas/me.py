@@ -47,6 +47,7 @@ class Me(BaseModel):
 class MeUpdate(StrictModel):
     """Fields of the signed-in user they may change; null clears a field, absent keeps it."""
 
+    # One line: shown to others beside bookings and messages and in push notifications.
     display_name: Line(100) | None = Field(None, examples=["Ada L."])  # type: ignore[valid-type]
     phone: Phone | None = Field(None, description="E.164 phone number", examples=["+14155550123"])
 

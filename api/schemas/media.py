@@ -24,6 +24,7 @@ def _a_name_not_a_path(value: str) -> str:
     return value
 
 
+# One line: shown to the other party as the attachment's name.
 FileName = Annotated[Line(255), AfterValidator(_a_name_not_a_path)]  # type: ignore[misc]
 
 
@@ -88,11 +89,13 @@ class DevicePage(BaseModel):
 
 
 DataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+# One line each: the app may show a value, e.g. an ETA, in a label.
 DataValue = Line(500, min_length=0)
 
 
 class NotificationCreate(StrictModel):
     user_id: uuid.UUID = Field(description="a consumer who has a booking with you")
+    # A push title is one line; its body wraps and may break lines.
     title: Line(100) = Field(examples=["Running 10 minutes late"])  # type: ignore[valid-type]
     body: Text(1000, min_length=1) = Field(examples=["Traffic on the A100, sorry!"])  # type: ignore[valid-type]
     data: dict[DataKey, DataValue] = Field(  # type: ignore[valid-type]
