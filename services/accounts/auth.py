@@ -1,8 +1,8 @@
 """Cognito JWT verification, to the standard of awslabs/aws-jwt-verify.
 
 python-jose checks the RS256 signature; everything else a hostile token can try (size,
-shape, algorithm, key id, issuer, client, token use, times) is checked here, and every
-failure becomes InvalidToken so that no exception from hostile input escapes as a 500.
+shape, algorithm, key id, claim types, issuer, client, token use, times) is checked here, and
+every failure becomes InvalidToken so that no exception from hostile input escapes as a 500.
 """
 
 from __future__ import annotations
@@ -34,6 +34,47 @@ REFETCH_PENALTY_SECONDS = 10.0
 GROUP_ROLES = {"consumers": "consumer", "providers": "provider", "admins": "admin"}
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _is_string(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_string_or_strings(value: object) -> bool:
+    return isinstance(value, str) or _is_strings(value)
+
+
+def _is_number(value: object) -> bool:  # bool is an int in Python, never a time in a token
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_STRING = ("a string", _is_string)
+_NUMBER = ("a number", _is_number)
+# Every claim Trellis or aws-jwt-verify knows, and the type it must have when present; a
+# claim of the wrong type refuses the token (never coerced, never silently ignored).
+CLAIM_TYPES: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "iss": _STRING,
+    "sub": _STRING,
+    "aud": ("a string or a list of strings", _is_string_or_strings),
+    "client_id": _STRING,
+    "token_use": _STRING,
+    "exp": _NUMBER,
+    "iat": _NUMBER,
+    "nbf": _NUMBER,
+    "auth_time": _NUMBER,
+    "scope": _STRING,
+    "jti": _STRING,
+    "origin_jti": _STRING,
+    "event_id": _STRING,
+    "cognito:groups": ("a list of strings", _is_strings),
+    "cognito:username": _STRING,
+    "username": _STRING,
+    "email": _STRING,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,10 +244,11 @@ class TokenVerifier:
         return self._identity(_decode_json(payload_b64, "payload"))
 
     def _identity(self, claims: dict[str, Any]) -> Identity:
+        _check_claim_types(claims)
         if claims.get("iss") != self._issuer:
             raise InvalidToken("issuer mismatch")
         token_use = claims.get("token_use")
-        if not isinstance(token_use, str) or token_use not in self._token_uses:
+        if token_use not in self._token_uses:
             raise InvalidToken(f"token_use {str(token_use)[:16]!r} not accepted")
         client = claims.get("aud") if token_use == "id" else claims.get("client_id")
         if not isinstance(client, str) or client not in self._client_ids:
@@ -221,21 +263,17 @@ class TokenVerifier:
         if nbf is not None and _number(claims, "nbf") > now + self._leeway:
             raise InvalidToken("not yet valid")
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not 0 < len(sub) <= 128:
+        if sub is None or not 0 < len(sub) <= 128:
             raise InvalidToken("sub missing or malformed")
-        groups = claims.get("cognito:groups", [])
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise InvalidToken("cognito:groups malformed")
-        email = claims.get("email") if token_use == "id" else None
         username = claims.get("cognito:username" if token_use == "id" else "username")
         return Identity(
             sub=sub,
-            roles=roles_from_groups(groups),
-            email=email if isinstance(email, str) else None,
+            roles=roles_from_groups(claims.get("cognito:groups", ())),
+            email=claims.get("email") if token_use == "id" else None,
             token_use=token_use,
             expires_at=int(exp),
             issued_at=iat,
-            username=username if isinstance(username, str) and len(username) <= 128 else None,
+            username=username if username is not None and len(username) <= 128 else None,
         )
 
 
@@ -263,6 +301,12 @@ def _decode_json(segment: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidToken(f"{what} is not a JSON object")
     return value
+
+
+def _check_claim_types(claims: dict[str, Any]) -> None:
+    for name, (expected, has_type) in CLAIM_TYPES.items():
+        if name in claims and not has_type(claims[name]):
+            raise InvalidToken(f"{name} is not {expected}")
 
 
 def _number(claims: dict[str, Any], name: str) -> float:

@@ -298,3 +298,79 @@ def test_the_cache_never_admits_a_bad_token(key: SigningKey) -> None:
     verifier.verify(f"{header}.{payload}.{signature}")
     for _ in range(2):  # failing twice: nothing about the failure was remembered as success
         assert rejects(verifier, f"{header}.{payload}.{signature[:-4]}AAAA") == "bad signature"
+
+
+# Each claim the verifier or aws-jwt-verify knows must have its type when present: a token
+# signed by the pool but with a number where a string belongs is refused, never coerced.
+WRONGLY_TYPED = [
+    ("iss", 1),
+    ("sub", 3),
+    ("sub", ["user-sub-1"]),
+    ("aud", 123),
+    ("aud", [123]),
+    ("aud", ["ok", 5]),
+    ("aud", {"client": CLIENT_ID}),
+    ("client_id", 1),
+    ("client_id", [CLIENT_ID]),
+    ("token_use", 1),
+    ("exp", True),
+    ("exp", "1800003600"),
+    ("iat", "x"),
+    ("iat", False),
+    ("nbf", "0"),
+    ("nbf", None),
+    ("auth_time", "1"),
+    ("auth_time", True),
+    ("scope", 1),
+    ("scope", ["aws.cognito.signin.user.admin"]),
+    ("jti", 2),
+    ("jti", None),
+    ("cognito:groups", "admins"),
+    ("cognito:groups", [1]),
+    ("cognito:groups", ["admins", None]),
+    ("cognito:username", 7),
+    ("username", ["user"]),
+    ("username", 7),
+    ("email", 5),
+    ("email", ["a@x.io"]),
+    ("origin_jti", 4),
+    ("event_id", {"id": "e"}),
+]
+
+
+@pytest.mark.parametrize("token_use", ["access", "id"])
+@pytest.mark.parametrize(("claim", "value"), WRONGLY_TYPED, ids=lambda v: repr(v)[:24])
+def test_a_wrongly_typed_claim_is_refused(
+    key: SigningKey, token_use: str, claim: str, value: object
+) -> None:
+    body = claims(token_use=token_use)
+    body[claim] = value
+    assert claim in rejects(verifier_for(key), encode(HEADER, body, key))
+
+
+@pytest.mark.parametrize("token_use", ["access", "id"])
+def test_every_known_claim_correctly_typed_is_accepted(key: SigningKey, token_use: str) -> None:
+    body = claims(
+        token_use=token_use,
+        groups=["admins"],
+        email="a@x.io",
+        nbf=NOW - 10,
+        auth_time=NOW - 10.5,
+        scope="openid aws.cognito.signin.user.admin",
+        origin_jti="origin-1",
+        event_id="event-1",
+        username="user-1",
+        **{"cognito:username": "user-1"},
+    )
+    body["aud" if token_use == "id" else "client_id"] = CLIENT_ID
+    if token_use == "access":
+        body["aud"] = [CLIENT_ID, "https://api.example.com"]  # a list of strings is an aud too
+    identity = verifier_for(key).verify(encode(HEADER, body, key))
+    assert (identity.sub, identity.roles, identity.username) == ("user-sub-1", {"admin"}, "user-1")
+    assert identity.email == ("a@x.io" if token_use == "id" else None)
+
+
+def test_an_id_token_aud_that_is_a_list_of_strings_is_a_foreign_client(key: SigningKey) -> None:
+    # The right type, but Cognito's ID token names one client: the list is not accepted as it.
+    body = claims(token_use="id", aud=[CLIENT_ID, "another-client"])
+    assert rejects(verifier_for(key), encode(HEADER, body, key)) == "client not accepted"
