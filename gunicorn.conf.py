@@ -34,10 +34,15 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 0)
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
-# gunicorn's 4094-byte default refused longer request lines with an HTML 414 page before
-# Trellis could answer (an over-long query value is a problem+json 422). 8190 is gunicorn's
-# maximum; nginx in front (.platform: large_client_header_buffers 4 16k) passes up to 16 KiB.
+# gunicorn can refuse a request only with an HTML page, so its limits lie above nginx's and
+# nginx, which answers in problem+json (.platform/nginx), is always the one that refuses.
+# nginx passes request lines up to 8190 bytes, header lines up to 16 KiB and no more header
+# lines than its 4 + 64 KiB of buffers hold (about 17,000); gunicorn takes request lines of
+# 8190 bytes (its maximum), header lines (name and value) of 32 KiB and 32768 fields (its
+# maximum). A token of Trellis's 8 KiB maximum (MAX_TOKEN_BYTES) thus reaches Trellis.
 limit_request_line = _int("GUNICORN_LIMIT_REQUEST_LINE", 8190)
+limit_request_field_size = _int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 32768)
+limit_request_fields = _int("GUNICORN_LIMIT_REQUEST_FIELDS", 32768)
 # Headers from nginx on the same host only.
 forwarded_allow_ips = "127.0.0.1"
 # No control socket: nothing here uses gunicornc, and several instances on one host would collide.

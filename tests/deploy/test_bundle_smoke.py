@@ -6,24 +6,29 @@ here); tokens come from the emulated Cognito, so the app runs with APP_ENV=test.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 import yaml
 
 from deploy.bundle import build
-from devstack.cognito import provision, sign_in
+from devstack.cognito import LocalPool, provision, sign_in
 from devstack.processes import base_env, free_port, start_moto, wait_for_http
+from services.accounts.auth import MAX_TOKEN_BYTES
 from tests.support.database import fresh_database
 
 pytestmark = pytest.mark.e2e
@@ -77,8 +82,14 @@ http {{
     return main
 
 
+class Deployed(NamedTuple):
+    base: str  # nginx, as the load balancer reaches it
+    pool: LocalPool
+    app: str  # gunicorn itself, behind nginx
+
+
 @pytest.fixture(scope="module")
-def deployed() -> Iterator[tuple[str, object]]:
+def deployed() -> Iterator[Deployed]:
     assert os.path.exists(NGINX), "nginx is not installed: apt-get install nginx-light"
     work = Path(tempfile.mkdtemp(prefix="trellis-bundle-"))
     work.chmod(0o755)  # nginx workers (not root) must reach their temp directories
@@ -130,7 +141,7 @@ def deployed() -> Iterator[tuple[str, object]]:
             )
             processes.append(nginx)
             wait_for_http(f"http://127.0.0.1:{nginx_port}/healthz", nginx)
-            yield f"http://127.0.0.1:{nginx_port}", pool
+            yield Deployed(f"http://127.0.0.1:{nginx_port}", pool, f"http://127.0.0.1:{app_port}")
     finally:
         for process in reversed(processes):
             if process.poll() is None:
@@ -139,8 +150,8 @@ def deployed() -> Iterator[tuple[str, object]]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_healthz_through_nginx_keeps_the_request_id(deployed) -> None:  # type: ignore[no-untyped-def]
-    base, _ = deployed
+def test_healthz_through_nginx_keeps_the_request_id(deployed: Deployed) -> None:
+    base = deployed.base
     response = requests.get(f"{base}/healthz", headers={"X-Request-Id": "bundle-1"}, timeout=10)
     assert response.status_code == 200 and response.json() == {"status": "ok"}
     assert response.headers["X-Request-Id"] == "bundle-1"
@@ -149,8 +160,8 @@ def test_healthz_through_nginx_keeps_the_request_id(deployed) -> None:  # type: 
     assert "nginx/" not in response.headers.get("Server", "")
 
 
-def test_authenticated_call_through_nginx(deployed) -> None:  # type: ignore[no-untyped-def]
-    base, pool = deployed
+def test_authenticated_call_through_nginx(deployed: Deployed) -> None:
+    base, pool = deployed.base, deployed.pool
     token = sign_in(pool, "consumer")["access"]
     response = requests.get(
         f"{base}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
@@ -160,8 +171,8 @@ def test_authenticated_call_through_nginx(deployed) -> None:  # type: ignore[no-
     assert requests.get(f"{base}/v1/me", timeout=10).status_code == 401
 
 
-def test_json_is_gzipped_and_big_bodies_get_the_apps_413(deployed) -> None:  # type: ignore[no-untyped-def]
-    base, pool = deployed
+def test_json_is_gzipped_and_big_bodies_get_the_apps_413(deployed: Deployed) -> None:
+    base, pool = deployed.base, deployed.pool
     spec = requests.get(f"{base}/openapi.json", headers={"Accept-Encoding": "gzip"}, timeout=10)
     assert spec.headers.get("Content-Encoding") == "gzip" and spec.json()["openapi"] == "3.1.0"
     token = sign_in(pool, "consumer")["access"]
@@ -176,8 +187,8 @@ def test_json_is_gzipped_and_big_bodies_get_the_apps_413(deployed) -> None:  # t
     assert response.headers["Content-Type"] == "application/problem+json"
 
 
-def test_an_overlong_request_line_is_a_problem_not_an_html_page(deployed) -> None:  # type: ignore[no-untyped-def]
-    base, pool = deployed
+def test_an_overlong_request_line_is_a_problem_not_an_html_page(deployed: Deployed) -> None:
+    base, pool = deployed.base, deployed.pool
     token = sign_in(pool, "consumer")["access"]
     headers = {"Authorization": f"Bearer {token}"}
     for length, status in ((7_900, 422), (12_000, 414), (20_000, 414)):
@@ -190,3 +201,121 @@ def test_an_overlong_request_line_is_a_problem_not_an_html_page(deployed) -> Non
             response.text[:300],
         )
         assert response.json()["status"] == status
+
+
+# Header limits, from the outside in: nginx passes header lines of up to 16 KiB and request
+# lines of up to gunicorn's 8190 bytes; gunicorn's limits lie above nginx's, so it never
+# refuses what nginx passed; Trellis refuses tokens over MAX_TOKEN_BYTES (8 KiB) itself.
+def padded_token(pool: LocalPool, length: int) -> str:
+    """A Cognito token whose signature segment is stretched to `length` characters: well
+    formed, from the pool, with a known kid, so only Trellis's own rules can refuse it."""
+    header, payload, _ = sign_in(pool, "consumer")["access"].split(".")
+    token = f"{header}.{payload}."
+    return token + "A" * (length - len(token))
+
+
+def assert_trellis_refused_the_token(response: requests.Response, request_id: str) -> None:
+    assert response.status_code == 401, (response.status_code, response.text[:300])
+    assert response.headers["Content-Type"] == "application/problem+json", response.text[:300]
+    assert response.json()["type"] == "/problems/invalid-token"  # Trellis's, not nginx's
+    assert response.headers["X-Request-Id"] == request_id
+
+
+@pytest.mark.parametrize(
+    "token_length",
+    [
+        8191 - len("Bearer "),  # the attack suite's Authorization value of 8,191 bytes
+        MAX_TOKEN_BYTES,  # the longest token Trellis accepts
+        MAX_TOKEN_BYTES + 1,  # refused by Trellis's rule, not by the transport
+        12_000,
+    ],
+)
+def test_a_long_token_reaches_trellis_through_nginx(deployed: Deployed, token_length: int) -> None:
+    request_id = f"long-token-{token_length}"
+    response = requests.get(
+        f"{deployed.base}/v1/me",
+        headers={
+            "Authorization": f"Bearer {padded_token(deployed.pool, token_length)}",
+            "X-Request-Id": request_id,
+        },
+        timeout=10,
+    )
+    assert_trellis_refused_the_token(response, request_id)
+
+
+def test_gunicorn_itself_takes_a_header_line_nginx_passes(deployed: Deployed) -> None:
+    # The defect: gunicorn's 8190-byte default refused an 8,191-byte Authorization value with
+    # an HTML 431. Straight to gunicorn, the longest line nginx passes is Trellis's to answer.
+    for value_length in (8191, 16_300):
+        token = padded_token(deployed.pool, value_length - len("Bearer "))
+        request_id = f"direct-{value_length}"
+        response = requests.get(
+            f"{deployed.app}/v1/me",
+            headers={"Authorization": f"Bearer {token}", "X-Request-Id": request_id},
+            timeout=10,
+        )
+        assert_trellis_refused_the_token(response, request_id)
+
+
+def raw_request(base: str, head: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `head` as it is (requests cannot send a malformed one); status, headers, body."""
+    address = urlsplit(base)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(head)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    status_and_headers, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = status_and_headers.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+def assert_nginx_problem(status: int, headers: dict[str, str], body: bytes, expected: int) -> None:
+    assert status == expected, (status, headers, body[:300])
+    assert headers["content-type"] == "application/problem+json", (headers, body[:300])
+    problem = json.loads(body)
+    assert problem["status"] == expected and problem["type"] and problem["title"]
+
+
+@pytest.mark.parametrize("name", ["Authorization", "X-Padding"])
+def test_a_header_past_the_transport_limit_is_nginxs_431_problem(
+    deployed: Deployed, name: str
+) -> None:
+    value = ("Bearer " if name == "Authorization" else "") + "A" * 20_000
+    response = requests.get(f"{deployed.base}/v1/me", headers={name: value}, timeout=10)
+    assert response.status_code == 431, (response.headers, response.text[:300])
+    assert response.headers["Content-Type"] == "application/problem+json", response.text[:300]
+    problem = response.json()
+    assert problem["status"] == 431 and problem["type"] == "/problems/header-too-large"
+
+
+def test_a_malformed_header_is_nginxs_400_problem(deployed: Deployed) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\nno colon\r\n\r\n"
+    assert_nginx_problem(*raw_request(deployed.base, head), expected=400)
+
+
+def test_many_headers_are_never_refused_by_gunicorn(deployed: Deployed) -> None:
+    # gunicorn's default of 100 fields refused 150 small headers with an HTML 431 although
+    # nginx had passed them. Past what nginx takes, nginx answers, in problem+json.
+    for count in (150, 5_000):
+        head = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+        head += b"".join(b"X-Pad-%d: v\r\n" % n for n in range(count)) + b"\r\n"
+        status, headers, body = raw_request(deployed.base, head)
+        if count == 150 or status == 200:  # an nginx without a cap on header lines passes 5,000
+            assert status == 200 and headers["content-type"] == "application/json", body[:300]
+        else:
+            assert_nginx_problem(status, headers, body, expected=431)
+
+
+def test_request_lines_stop_at_gunicorns_8190_bytes_in_nginx(deployed: Deployed) -> None:
+    headers = {"Authorization": f"Bearer {sign_in(deployed.pool, 'consumer')['access']}"}
+    prefix = "/v1/providers?category=cleaning&q="
+    for line_length, status in ((8190, 422), (8191, 414), (16_000, 414)):
+        query = "a" * (line_length - len(f"GET {prefix} HTTP/1.1"))
+        response = requests.get(f"{deployed.base}{prefix}{query}", headers=headers, timeout=10)
+        assert response.status_code == status, (line_length, response.text[:300])
+        assert response.headers["Content-Type"].startswith("application/problem+json")

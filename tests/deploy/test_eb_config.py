@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from deploy.bundle import build
+from services.accounts.auth import MAX_TOKEN_BYTES
 from services.base.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,6 +222,31 @@ def test_procfile_gunicorn_and_nginx_agree_on_the_port() -> None:
     assert namespace["bind"] == "127.0.0.1:8000"
     nginx = (ROOT / ".platform/nginx/conf.d/trellis.conf").read_text()
     assert "server 127.0.0.1:8000" in nginx
+
+
+def test_gunicorn_nginx_and_trellis_agree_on_header_limits() -> None:
+    """nginx refuses in problem+json, gunicorn only in HTML: gunicorn's limits lie above
+    nginx's, and an Authorization line with a token of Trellis's maximum fits nginx's."""
+    gunicorn: dict[str, Any] = {}
+    exec(compile((ROOT / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), gunicorn)
+    nginx = (ROOT / ".platform/nginx/conf.d/trellis.conf").read_text()
+    first = re.search(r"^client_header_buffer_size (\d+)k;$", nginx, re.M)
+    large = re.search(r"^large_client_header_buffers (\d+) (\d+)k;$", nginx, re.M)
+    assert first and large
+    line = int(large[2]) * 1024  # the longest header line nginx passes
+    assert len(b"Authorization: Bearer \r\n") + MAX_TOKEN_BYTES < line
+    # nginx passes a line a little longer than it took ("a:b" becomes "a: b", X-Forwarded-For
+    # gets the client's address appended): twice nginx's line leaves room for that.
+    assert gunicorn["limit_request_field_size"] >= 2 * line
+    # However many lines nginx's buffers hold, at 4 bytes ("a:\r\n") the shortest.
+    held = (int(first[1]) + int(large[1]) * int(large[2])) * 1024
+    assert gunicorn["limit_request_fields"] >= held // 4
+    # nginx's buffers take longer request lines than gunicorn's maximum: nginx stops them.
+    location = (ROOT / ".platform/nginx/conf.d/elasticbeanstalk/00_application.conf").read_text()
+    assert gunicorn["limit_request_line"] == 8190 < line
+    assert f'if ($request ~ "^.{{{gunicorn["limit_request_line"] + 1}}}")' in location
+    for status in (400, 414, 494):  # nginx's own refusals, each a problem+json page
+        assert re.search(rf"^error_page {status} (=\d+ )?/_trellis/[a-z-]+;$", location, re.M)
 
 
 def test_platform_hooks_are_executable() -> None:
