@@ -7,7 +7,7 @@ import uuid
 from flask import Blueprint
 
 from api.auth import current_user
-from api.context import components, db_session, reads_must_see_write
+from api.context import components, unit
 from api.endpoint import endpoint
 from api.schemas.marketplace import RoleChange, RoleGrant, RoleInPath
 from services.accounts import roles
@@ -19,6 +19,7 @@ bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
 @endpoint(
     summary="Grant a role (adds the user to its Cognito group)",
     tags=("admin",),
+    writes=True,
     roles=("admin",),
     body=RoleGrant,
     response=RoleChange,
@@ -28,7 +29,7 @@ bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
 def grant_role(user_id: uuid.UUID, body: RoleGrant) -> RoleChange:
     """Takes effect when the user's app next refreshes its tokens."""
     change = roles.grant_role(
-        db_session(), components().groups, admin=current_user(), user_id=user_id, role=body.role
+        unit().session, components().groups, admin=current_user(), user_id=user_id, role=body.role
     )
     return RoleChange.model_validate(change, from_attributes=True)
 
@@ -37,6 +38,7 @@ def grant_role(user_id: uuid.UUID, body: RoleGrant) -> RoleChange:
 @endpoint(
     summary="Revoke a role (removes the user from its Cognito group)",
     tags=("admin",),
+    writes=True,
     roles=("admin",),
     path=RoleInPath,
     response=RoleChange,
@@ -45,7 +47,7 @@ def grant_role(user_id: uuid.UUID, body: RoleGrant) -> RoleChange:
 def revoke_role(user_id: uuid.UUID, role: roles.Role) -> RoleChange:
     """Takes effect at once: tokens issued before the revocation lose the role."""
     change = roles.revoke_role(
-        db_session(), components().groups, admin=current_user(), user_id=user_id, role=role
+        unit().session, components().groups, admin=current_user(), user_id=user_id, role=role
     )
-    reads_must_see_write(change.subject)  # the user's next read, even on a replica, lacks it
+    unit().reads_must_see_write(change.subject)  # the user's next read, even on a replica, lacks it
     return RoleChange.model_validate(change, from_attributes=True)

@@ -10,7 +10,7 @@ from flask import Blueprint, request
 from pydantic import ValidationError
 
 from api.auth import current_user
-from api.context import db_session
+from api.context import unit
 from api.endpoint import endpoint
 from api.schemas.analytics import (
     MAX_BODY_BYTES,
@@ -44,6 +44,7 @@ def _limit_body() -> None:
 @endpoint(
     summary="Record a batch of app events",
     tags=("analytics",),
+    writes=True,
     body=EventBatch,
     response=EventBatchResult,
     status=202,
@@ -76,7 +77,7 @@ def record_events(body: EventBatch) -> EventBatchResult:
                 platform=event.platform,
             )
         )
-    result = analytics.record_events(db_session(), user_id=current_user().id, events=events)
+    result = analytics.record_events(unit().session, user_id=current_user().id, events=events)
     rejected.extend(result.rejected)
     return EventBatchResult(
         accepted=result.accepted,
@@ -128,7 +129,7 @@ def _field_errors(exc: ValidationError) -> tuple[FieldError, ...]:
 def analytics_summary(query: SummaryQuery) -> AnalyticsSummary:
     """Admins only. Days are UTC days of the server's clock. `from`/`to` default to the last
     30 days; a range over 366 days, `from` after `to` or a malformed date is `422`."""
-    summary = analytics.summarize(db_session(), first=query.from_, last=query.to)
+    summary = analytics.summarize(unit().session, first=query.from_, last=query.to)
     return AnalyticsSummary(
         from_=summary.from_,
         to=summary.to,

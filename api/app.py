@@ -20,6 +20,7 @@ from api import (
 from api.cli import register_cli
 from api.context import register_context
 from api.cors import register_cors
+from api.endpoint import check_declarations
 from api.errors import register_error_handlers
 from api.json import OrjsonProvider
 from api.limits import register_rate_limits
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
     register_cli(app)
     register_security_headers(app)
     register_cors(app, settings)
+    check_declarations(app)
     register_rate_limits(app)  # last: it wraps the views registered above
     if settings.proxy_hops:
         # The client's address for rate limits and logs: the entry the load balancer added

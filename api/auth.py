@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import g, request
 
-from api.context import components, db_session, primary_session
+from api.context import components, unit
 from api.errors import MissingToken
 from services.accounts.auth import Identity
 from services.accounts.users import UserView, sync_user
@@ -22,16 +22,18 @@ def _bearer_token() -> str:
 
 
 def verified_identity() -> Identity:
-    """The request's verified token, checked once per request (the rate limiter asks first)."""
-    cached = g.get("identity")
-    if isinstance(cached, Exception):
-        raise cached
-    if cached is not None:
-        return cached
+    """The request's verified token, checked once per request (the rate limiter asks first):
+    `g.identity` holds the verified token, `g.identity_refusal` why it was refused."""
+    refusal: TrellisError | None = g.get("identity_refusal")
+    if refusal is not None:
+        raise refusal
+    identity: Identity | None = g.get("identity")
+    if identity is not None:
+        return identity
     try:
         identity = components().verifier.verify(_bearer_token())
     except TrellisError as exc:
-        g.identity = exc
+        g.identity_refusal = exc
         raise
     g.identity = identity
     return identity
@@ -39,8 +41,7 @@ def verified_identity() -> Identity:
 
 def authenticate(roles: tuple[str, ...] = ()) -> UserView:
     """Verify the bearer token (401), sync the user row, require one of `roles` (403)."""
-    identity = verified_identity()
-    user = g.user = sync_user(db_session(), identity=identity, primary=primary_session)
+    user = g.user = sync_user(unit(), identity=verified_identity())
     if roles and not set(user.roles).intersection(roles):
         raise Forbidden(f"This needs one of the roles: {', '.join(sorted(roles))}.")
     return user

@@ -10,7 +10,7 @@ import uuid
 from flask import Blueprint, Response
 
 from api.auth import current_user
-from api.context import db_session
+from api.context import unit
 from api.endpoint import endpoint
 from api.responses import json_response
 from api.schemas.marketplace import (
@@ -67,6 +67,7 @@ def _booking(view: bookings.BookingView) -> Booking:
 @endpoint(
     summary="Book a provider",
     tags=("bookings",),
+    writes=True,
     roles=("consumer",),
     body=BookingCreate,
     response=Booking,
@@ -84,7 +85,7 @@ def create_booking(body: BookingCreate) -> Response:
         address=body.location.address,
         notes=body.notes,
     )
-    view = bookings.create_booking(db_session(), consumer=current_user(), data=data)
+    view = bookings.create_booking(unit().session, consumer=current_user(), data=data)
     response = json_response(_booking(view), 201)
     response.headers["Location"] = f"/v1/bookings/{view.id}"
     return response
@@ -99,7 +100,7 @@ def create_booking(body: BookingCreate) -> Response:
 )
 def list_bookings(query: BookingListQuery) -> BookingPage:
     page = bookings.list_bookings(
-        db_session(),
+        unit().session,
         viewer=current_user(),
         role=query.role,
         status=query.status,
@@ -113,13 +114,13 @@ def list_bookings(query: BookingListQuery) -> BookingPage:
 @endpoint(summary="One booking with its history", tags=("bookings",), response=Booking)
 def get_booking(booking_id: uuid.UUID) -> Booking:
     return _booking(
-        bookings.get_booking(db_session(), booking_id=booking_id, viewer=current_user())
+        bookings.get_booking(unit().session, booking_id=booking_id, viewer=current_user())
     )
 
 
 def _transition(booking_id: uuid.UUID, action: bookings.Action, reason: str | None) -> Booking:
     view = bookings.transition(
-        db_session(), booking_id=booking_id, action=action, actor=current_user(), reason=reason
+        unit().session, booking_id=booking_id, action=action, actor=current_user(), reason=reason
     )
     return _booking(view)
 
@@ -142,6 +143,7 @@ def _provider_action(action: bookings.Action, summary: str) -> None:
         endpoint(
             summary=summary,
             tags=("bookings",),
+            writes=True,
             body=Reason,
             body_optional=True,
             response=Booking,
@@ -159,6 +161,7 @@ for _action, _summary in _PROVIDER_ACTIONS:
 @endpoint(
     summary="Either party cancels a requested or accepted booking",
     tags=("bookings",),
+    writes=True,
     body=CancelRequest,
     response=Booking,
     idempotent=True,
@@ -173,6 +176,7 @@ def cancel_booking(booking_id: uuid.UUID, body: CancelRequest) -> Booking:
 @endpoint(
     summary="Send a message to the other party",
     tags=("messages",),
+    writes=True,
     body=MessageCreate,
     response=Message,
     status=201,
@@ -182,7 +186,7 @@ def cancel_booking(booking_id: uuid.UUID, body: CancelRequest) -> Booking:
 def post_message(booking_id: uuid.UUID, body: MessageCreate) -> Message:
     """Only the two parties; admins may read but not write (403)."""
     view = messages.post_message(
-        db_session(), booking_id=booking_id, sender=current_user(), body=body.body
+        unit().session, booking_id=booking_id, sender=current_user(), body=body.body
     )
     return Message.model_validate(view, from_attributes=True)
 
@@ -197,7 +201,7 @@ def post_message(booking_id: uuid.UUID, body: MessageCreate) -> Message:
 def list_messages(booking_id: uuid.UUID, query: MessageQuery) -> MessagePage:
     """Poll cheaply: keep `poll_cursor` and ask again with `after=` it for only new messages."""
     page = messages.list_messages(
-        db_session(),
+        unit().session,
         booking_id=booking_id,
         viewer=current_user(),
         after=query.after,
@@ -214,6 +218,7 @@ def list_messages(booking_id: uuid.UUID, query: MessageQuery) -> MessagePage:
 @endpoint(
     summary="Review a completed booking",
     tags=("reviews",),
+    writes=True,
     body=ReviewCreate,
     response=Review,
     status=201,
@@ -223,7 +228,7 @@ def list_messages(booking_id: uuid.UUID, query: MessageQuery) -> MessagePage:
 def post_review(booking_id: uuid.UUID, body: ReviewCreate) -> Review:
     """The booking's consumer, once, after it is completed; updates the provider's rating."""
     view = reviews.post_review(
-        db_session(),
+        unit().session,
         booking_id=booking_id,
         author=current_user(),
         rating=body.rating,

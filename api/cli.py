@@ -19,8 +19,7 @@ from services.messaging import outbox
 @with_appcontext
 def purge_idempotency_keys() -> None:
     """Delete Idempotency-Key records past their expiry (run it hourly)."""
-    with components().sessions() as session:
-        removed = idempotency.purge_expired(session)
+    removed = idempotency.purge_expired(components().sessions)
     click.echo(f"removed {removed} expired idempotency keys")
 
 
@@ -31,10 +30,9 @@ uploads_cli = AppGroup("uploads", help="Uploads to S3.")
 @click.option("--older-than-hours", default=24, show_default=True, type=click.IntRange(min=1))
 def cleanup_uploads(older_than_hours: int) -> None:
     """Delete uploads still pending after this long, with their objects."""
-    with components().sessions() as session:
-        removed = uploads.cleanup_pending(
-            session, components().store, older_than=timedelta(hours=older_than_hours)
-        )
+    removed = uploads.cleanup_pending(
+        components().sessions, components().store, older_than=timedelta(hours=older_than_hours)
+    )
     click.echo(f"removed {removed} abandoned uploads")
 
 
@@ -45,10 +43,9 @@ outbox_cli = AppGroup("outbox", help="The push notification outbox.")
 def drain_outbox() -> None:
     """Deliver every due push now (safe to run beside other relays)."""
     built = components()
-    with built.sessions() as session:
-        stats = outbox.drain_all(
-            session, built.push, max_backoff_seconds=built.settings.outbox_max_backoff_seconds
-        )
+    stats = outbox.drain_all(
+        built.sessions, built.push, max_backoff_seconds=built.settings.outbox_max_backoff_seconds
+    )
     click.echo(
         f"delivered {stats.delivered}, retry scheduled {stats.retried}, "
         f"devices disabled {stats.devices_disabled}"

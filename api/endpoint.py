@@ -1,9 +1,12 @@
-"""One decorator per route that authenticates, validates, calls the view and serialises.
+"""One decorator per route: the request's whole lifecycle, in one place.
+
+authenticate (401, 403) -> open the unit of work the route declared (reads or writes) ->
+idempotency replay -> validate input (path and query 422, then the body: 400, 415, 422)
+-> the view calls a service -> commit -> serialise -> close the unit (roll back what was
+not committed). docs/architecture.md tells the rules a new route follows.
 
 The same declaration feeds /openapi.json (api/openapi.py), so the spec cannot drift from
-what the route accepts and returns. Order matters and is fixed here: authentication (401,
-403) before idempotency replay before input validation (path and query 422, then the body:
-400, 415, 422).
+what the route accepts and returns, and the rate limiter (api/limits.py) reads `limit`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
-from flask import Response, request
+from flask import Flask, Response, request
 from pydantic import BaseModel
 
-from api.auth import authenticate
-from api.context import read_again_after_disconnect, read_on_primary_after_failure
+from api.auth import authenticate, verified_identity
+from api.context import open_unit, unit
 from api.errors import DATABASE_ERRORS
 from api.idempotency import run_idempotently
 from api.responses import json_response
@@ -43,6 +46,8 @@ class Endpoint:
     idempotent: bool
     errors: tuple[int, ...]
     description: str
+    writes: bool
+    limit: str | None
 
 
 def endpoint(
@@ -59,12 +64,21 @@ def endpoint(
     status: int = 200,
     idempotent: bool = False,
     errors: tuple[int, ...] = (),
+    writes: bool = False,
+    limit: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Declare a route: `roles` limits it to callers with one of them (403 otherwise).
 
-    `path` describes path arguments the URL converter does not pin down (e.g. an enum in a
-    plain `<role>` segment): they are validated like the query (422) and documented.
+    `writes=True`: the view works on a transactional session on the primary, committed
+    after it returns; otherwise on a read session where a write raises (a read that must
+    write asks the unit for `writer()`). Routes for POST, PUT, PATCH and DELETE must say
+    `writes=True` (the app factory checks). `limit` names the setting of a tighter rate
+    limit for this route (checked at start-up). `path` describes path arguments the URL
+    converter does not pin down (e.g. an enum in a plain `<role>` segment): they are
+    validated like the query (422) and documented.
     """
+    if idempotent and not writes:
+        raise ValueError(f"{summary!r}: an idempotent endpoint writes; declare writes=True")
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
         spec = Endpoint(
@@ -81,20 +95,25 @@ def endpoint(
             idempotent=idempotent,
             errors=errors,
             description=(view.__doc__ or "").strip(),
+            writes=writes,
+            limit=limit,
         )
 
         @wraps(view)
         def wrapper(**path: Any) -> Response:
-            while True:
-                try:
-                    return _serve(view, spec, path)
-                except DATABASE_ERRORS as exc:
-                    # A read is safe to run again: on a fresh connection after its pooled one
-                    # was dead (routed anew), and on the primary after a replica failed under
-                    # it. Each of the two allows one more attempt per request.
-                    if read_again_after_disconnect(exc) or read_on_primary_after_failure(exc):
-                        continue
-                    raise
+            identity = verified_identity() if spec.auth else None  # 401 before any database
+            unit = open_unit(writes=spec.writes, subject=identity.sub if identity else None)
+            try:
+                while True:
+                    try:
+                        return _serve(view, spec, path)
+                    except DATABASE_ERRORS as exc:
+                        # A read is safe to run again (once on a fresh connection, once on
+                        # the primary after a replica failed); a write never is.
+                        if not unit.retry_read(exc):
+                            raise
+            finally:
+                unit.close()
 
         setattr(wrapper, ENDPOINT_ATTRIBUTE, spec)
         return wrapper
@@ -106,8 +125,11 @@ def _serve(view: Callable[..., Any], spec: Endpoint, path: dict[str, Any]) -> Re
     if spec.auth:
         authenticate(spec.roles)
     if spec.idempotent and "Idempotency-Key" in request.headers:
+        # Commits the work together with the stored response (api/idempotency.py).
         return run_idempotently(lambda: _call(view, spec, path))
-    return _call(view, spec, path)
+    response = _call(view, spec, path)
+    unit().commit()  # the view returned: its work stands, whatever status it answers
+    return response
 
 
 def _call(view: Callable[..., Any], spec: Endpoint, path: dict[str, Any]) -> Response:
@@ -119,9 +141,29 @@ def _call(view: Callable[..., Any], spec: Endpoint, path: dict[str, Any]) -> Res
     if spec.body is not None:
         empty = spec.body_optional and not read_body()
         kwargs["body"] = spec.body() if empty else parse_json(spec.body)
+    unit().begin_work()
     result = view(**kwargs)
     if isinstance(result, Response):
         return result
     if result is None:
         return Response(status=204)
     return json_response(result, spec.status)
+
+
+def declared(view: Callable[..., Any]) -> Endpoint | None:
+    """The @endpoint declaration of a view function, if it has one."""
+    return getattr(view, ENDPOINT_ATTRIBUTE, None)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def check_declarations(app: Flask) -> None:
+    """Stop start-up if a route that changes state did not declare `writes=True`: its view
+    would run on a read session and every write of it would fail at run time."""
+    for rule in app.url_map.iter_rules():
+        spec = declared(app.view_functions[rule.endpoint])
+        unsafe = set(rule.methods or ()) - SAFE_METHODS
+        if spec is not None and unsafe and not spec.writes:
+            methods = ", ".join(sorted(unsafe))
+            raise ValueError(f"{rule.endpoint} ({methods} {rule.rule}): declare writes=True")

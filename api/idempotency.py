@@ -13,7 +13,7 @@ from flask import Response, request
 from werkzeug.exceptions import HTTPException
 
 from api.auth import current_user
-from api.context import components, db_session
+from api.context import components, unit
 from api.errors import problem_for
 from api.validation import read_body
 from services.base import idempotency
@@ -33,7 +33,7 @@ def run_idempotently(view: Callable[[], Response]) -> Response:
             [FieldError("Idempotency-Key", "1-255 printable ASCII characters, no spaces")],
         )
     stored = idempotency.run(
-        db_session(),
+        unit(),
         user_id=current_user().id,
         key=key,
         fingerprint=_fingerprint(),
@@ -47,15 +47,17 @@ def run_idempotently(view: Callable[[], Response]) -> Response:
     return response
 
 
-def _capture(view: Callable[[], Response]) -> idempotency.StoredResponse:
+def _capture(view: Callable[[], Response]) -> idempotency.Outcome:
+    raised = False
     try:
         response = view()
     except (TrellisError, HTTPException) as exc:  # refusals are outcomes worth replaying
-        response = problem_for(exc)
+        response, raised = problem_for(exc), True
     kept = {name: response.headers[name] for name in ("Location",) if name in response.headers}
-    return idempotency.StoredResponse(
+    stored = idempotency.StoredResponse(
         response.status_code, response.get_data(), response.content_type or "", kept
     )
+    return idempotency.Outcome(stored, raised)
 
 
 def _fingerprint() -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Blueprint, request
 
-from api.context import components, db_session
+from api.context import components
 from services import uploads
 from services.analytics import export
 from services.base import idempotency
@@ -75,7 +75,7 @@ def outbox_drain_task() -> dict[str, Any]:
     """Deliver every due push now (safe beside the web workers' relays)."""
     built = components()
     stats = outbox.drain_all(
-        db_session(), built.push, max_backoff_seconds=built.settings.outbox_max_backoff_seconds
+        built.sessions, built.push, max_backoff_seconds=built.settings.outbox_max_backoff_seconds
     )
     return {
         "task": "outbox-drain",
@@ -89,7 +89,7 @@ def outbox_drain_task() -> dict[str, Any]:
 def uploads_cleanup_task() -> dict[str, Any]:
     """Delete uploads still pending after a day, with their objects."""
     removed = uploads.cleanup_pending(
-        db_session(), components().store, older_than=PENDING_UPLOADS_MAX_AGE
+        components().sessions, components().store, older_than=PENDING_UPLOADS_MAX_AGE
     )
     return {"task": "uploads-cleanup", "removed": removed}
 
@@ -97,4 +97,5 @@ def uploads_cleanup_task() -> dict[str, Any]:
 @bp.post("/purge-idempotency-keys")
 def purge_idempotency_keys_task() -> dict[str, Any]:
     """Delete Idempotency-Key records past their expiry."""
-    return {"task": "purge-idempotency-keys", "removed": idempotency.purge_expired(db_session())}
+    removed = idempotency.purge_expired(components().sessions)
+    return {"task": "purge-idempotency-keys", "removed": removed}

@@ -1,6 +1,9 @@
 """Rate limits (Flask-Limiter): per verified user, else per client IP; Redis when configured.
 
-With Redis down the limits fall back to per-process memory and requests keep being served.
+Every route gets the application-wide limit; a route that is cheap to abuse or expensive to
+serve declares a tighter one on itself (`@endpoint(..., limit="rate_limit_uploads")`), by
+the name of the setting that holds it. With Redis down the limits fall back to per-process
+memory and requests keep being served.
 """
 
 from __future__ import annotations
@@ -10,16 +13,10 @@ from flask_limiter import Limiter
 
 from api.auth import verified_identity
 from api.context import components
+from api.endpoint import declared
 from services.base.errors import TrellisError
+from services.base.settings import Settings
 
-# Routes that are cheap to abuse or expensive to serve get a tighter limit of their own
-# (on top of the application-wide one): endpoint name -> setting name.
-TIGHTER = {
-    "media.create_upload": "rate_limit_uploads",
-    "media.complete_upload": "rate_limit_uploads",
-    "media.send_notification": "rate_limit_notifications",
-    "media.register_device": "rate_limit_notifications",
-}
 EXEMPT = ("health.healthz", "health.readyz", "openapi.openapi_json")
 
 
@@ -40,6 +37,13 @@ def _application_limit() -> str:
     return settings.rate_limit_anonymous
 
 
+def tighter_limit(settings: Settings, name: str, view: str) -> str:
+    """The value of the rate-limit setting a route names; an unknown name stops start-up."""
+    if not name.startswith("rate_limit_") or name not in Settings.model_fields:
+        raise ValueError(f"{view}: limit={name!r} names no rate-limit setting")
+    return getattr(settings, name)
+
+
 def register_rate_limits(app: Flask) -> Limiter:
     settings = app.extensions["trellis"].settings
     app.config.update(
@@ -56,11 +60,12 @@ def register_rate_limits(app: Flask) -> Limiter:
     )
     limiter = Limiter(caller_key, application_limits=[_application_limit])
     limiter.init_app(app)
-    for endpoint in EXEMPT:
-        if endpoint in app.view_functions:
-            app.view_functions[endpoint] = limiter.exempt(app.view_functions[endpoint])
-    for endpoint, setting in TIGHTER.items():
-        if endpoint in app.view_functions:
-            limit = getattr(settings, setting)
-            app.view_functions[endpoint] = limiter.limit(limit)(app.view_functions[endpoint])
+    for name in EXEMPT:
+        if name in app.view_functions:
+            app.view_functions[name] = limiter.exempt(app.view_functions[name])
+    for name, view in list(app.view_functions.items()):
+        spec = declared(view)
+        if spec is not None and spec.limit is not None:
+            limit = tighter_limit(settings, spec.limit, name)
+            app.view_functions[name] = limiter.limit(limit)(view)
     return limiter

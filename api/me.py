@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from api.auth import current_user
-from api.context import db_session
+from api.context import unit
 from api.endpoint import endpoint
 from api.schemas.me import Me, MeUpdate
 from services.accounts import users
@@ -21,9 +21,11 @@ def get_me() -> Me:
 
 
 @bp.patch("/me")
-@endpoint(summary="Change your name or phone", tags=("me",), body=MeUpdate, response=Me)
+@endpoint(
+    summary="Change your name or phone", tags=("me",), writes=True, body=MeUpdate, response=Me
+)
 def patch_me(body: MeUpdate) -> Me:
     """Only the fields sent change; `null` clears one."""
     changes = body.model_dump(exclude_unset=True)
-    updated = users.update_profile(db_session(), user_id=current_user().id, changes=changes)
+    updated = users.update_profile(unit().session, user_id=current_user().id, changes=changes)
     return Me.model_validate(updated)

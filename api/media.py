@@ -8,8 +8,9 @@ from datetime import timedelta
 from flask import Blueprint, Response
 
 from api.auth import current_user
-from api.context import components, db_session
+from api.context import components, unit
 from api.endpoint import endpoint
+from api.errors import problem_for
 from api.responses import json_response
 from api.schemas.media import (
     Device,
@@ -25,6 +26,7 @@ from api.schemas.media import (
     UploadCreate,
 )
 from services import uploads
+from services.base.errors import ValidationFailed
 from services.messaging import devices, notifications
 
 bp = Blueprint("media", __name__, url_prefix="/v1")
@@ -57,6 +59,8 @@ def _upload(view: uploads.UploadView, expires_in: int | None = None) -> Upload:
 @endpoint(
     summary="Start an upload: get a presigned POST",
     tags=("uploads",),
+    limit="rate_limit_uploads",
+    writes=True,
     body=UploadCreate,
     response=Upload,
     status=201,
@@ -68,7 +72,7 @@ def create_upload(body: UploadCreate) -> Response:
     provider_document needs the provider role."""
     settings = components().settings
     view = uploads.issue_upload(
-        db_session(),
+        unit().session,
         components().store,
         owner=current_user(),
         data=uploads.NewUpload(
@@ -90,16 +94,24 @@ def create_upload(body: UploadCreate) -> Response:
 @endpoint(
     summary="Confirm an upload: checks what S3 received",
     tags=("uploads",),
+    limit="rate_limit_uploads",
+    writes=True,
     response=Upload,
     idempotent=True,
     errors=(409,),
 )
-def complete_upload(upload_id: uuid.UUID) -> Upload:
+def complete_upload(upload_id: uuid.UUID) -> Upload | Response:
     """422 (and the object deleted) if its size or type differ from what was declared."""
-    view = uploads.complete_upload(
-        db_session(), components().store, owner=current_user(), upload_id=upload_id
+    completion = uploads.complete_upload(
+        unit().session, components().store, owner=current_user(), upload_id=upload_id
     )
-    return _upload(view)
+    if completion.problems:
+        # Returned, not raised: the rejection is kept (the object is gone) and then answered.
+        refusal = ValidationFailed(
+            "The uploaded file is not what was declared; it was deleted.", list(completion.problems)
+        )
+        return problem_for(refusal)
+    return _upload(completion.upload)
 
 
 @bp.get("/uploads/<uuid:upload_id>")
@@ -107,7 +119,7 @@ def complete_upload(upload_id: uuid.UUID) -> Upload:
 def get_upload(upload_id: uuid.UUID) -> Upload:
     """For its owner and, for booking attachments, the booking's other party."""
     view = uploads.get_upload(
-        db_session(),
+        unit().session,
         components().store,
         viewer=current_user(),
         upload_id=upload_id,
@@ -117,21 +129,26 @@ def get_upload(upload_id: uuid.UUID) -> Upload:
 
 
 @bp.delete("/uploads/<uuid:upload_id>")
-@endpoint(summary="Delete an upload and its file", tags=("uploads",), status=204)
+@endpoint(summary="Delete an upload and its file", tags=("uploads",), writes=True, status=204)
 def delete_upload(upload_id: uuid.UUID) -> None:
     uploads.delete_upload(
-        db_session(), components().store, owner=current_user(), upload_id=upload_id
+        unit().session, components().store, owner=current_user(), upload_id=upload_id
     )
 
 
 @bp.post("/devices")
 @endpoint(
-    summary="Register this phone for push", tags=("devices",), body=DeviceCreate, response=Device
+    summary="Register this phone for push",
+    tags=("devices",),
+    limit="rate_limit_notifications",
+    writes=True,
+    body=DeviceCreate,
+    response=Device,
 )
 def register_device(body: DeviceCreate) -> Device:
     """Idempotent per token: sending it again updates and re-enables the device."""
     view = devices.register_device(
-        db_session(),
+        unit().session,
         components().push,
         user=current_user(),
         platform=body.platform,
@@ -145,17 +162,17 @@ def register_device(body: DeviceCreate) -> Device:
 @bp.get("/devices")
 @endpoint(summary="Your registered devices", tags=("devices",), response=DevicePage)
 def list_devices() -> DevicePage:
-    rows = devices.list_devices(db_session(), user_id=current_user().id)
+    rows = devices.list_devices(unit().session, user_id=current_user().id)
     return DevicePage(
         items=[Device.model_validate(v, from_attributes=True) for v in rows], next_cursor=None
     )
 
 
 @bp.delete("/devices/<uuid:device_id>")
-@endpoint(summary="Unregister a device", tags=("devices",), status=204)
+@endpoint(summary="Unregister a device", tags=("devices",), writes=True, status=204)
 def delete_device(device_id: uuid.UUID) -> None:
     devices.delete_device(
-        db_session(), components().push, user_id=current_user().id, device_id=device_id
+        unit().session, components().push, user_id=current_user().id, device_id=device_id
     )
 
 
@@ -163,6 +180,8 @@ def delete_device(device_id: uuid.UUID) -> None:
 @endpoint(
     summary="Notify a consumer you have a booking with",
     tags=("notifications",),
+    limit="rate_limit_notifications",
+    writes=True,
     roles=("provider",),
     body=NotificationCreate,
     response=Notification,
@@ -173,7 +192,7 @@ def delete_device(device_id: uuid.UUID) -> None:
 def send_notification(body: NotificationCreate) -> Notification:
     """Providers only; 404 for anyone who has no booking with you; rate-limited per consumer."""
     view = notifications.send_from_provider(
-        db_session(),
+        unit().session,
         sender=current_user(),
         user_id=body.user_id,
         title=body.title,
@@ -193,7 +212,7 @@ def send_notification(body: NotificationCreate) -> Notification:
 )
 def list_notifications(query: NotificationQuery) -> NotificationPage:
     page = notifications.inbox(
-        db_session(),
+        unit().session,
         user_id=current_user().id,
         unread=query.unread,
         cursor=query.cursor,
@@ -206,15 +225,22 @@ def list_notifications(query: NotificationQuery) -> NotificationPage:
 
 
 @bp.post("/notifications/<uuid:notification_id>/read")
-@endpoint(summary="Mark one notification read", tags=("notifications",), response=Notification)
+@endpoint(
+    summary="Mark one notification read",
+    tags=("notifications",),
+    writes=True,
+    response=Notification,
+)
 def read_notification(notification_id: uuid.UUID) -> Notification:
     view = notifications.mark_read(
-        db_session(), user_id=current_user().id, notification_id=notification_id
+        unit().session, user_id=current_user().id, notification_id=notification_id
     )
     return Notification.model_validate(view, from_attributes=True)
 
 
 @bp.post("/notifications/read-all")
-@endpoint(summary="Mark every notification read", tags=("notifications",), response=ReadAll)
+@endpoint(
+    writes=True, summary="Mark every notification read", tags=("notifications",), response=ReadAll
+)
 def read_all_notifications() -> ReadAll:
-    return ReadAll(updated=notifications.mark_all_read(db_session(), user_id=current_user().id))
+    return ReadAll(updated=notifications.mark_all_read(unit().session, user_id=current_user().id))

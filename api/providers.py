@@ -7,7 +7,7 @@ import uuid
 from flask import Blueprint
 
 from api.auth import current_user
-from api.context import db_session
+from api.context import unit
 from api.endpoint import endpoint
 from api.schemas.common import Location
 from api.schemas.marketplace import (
@@ -46,6 +46,7 @@ def _public(view: providers.ProviderView) -> dict[str, object]:
 @endpoint(
     summary="Create or replace your provider profile",
     tags=("providers",),
+    writes=True,
     roles=("provider",),
     body=ProviderProfileIn,
     response=OwnProviderProfile,
@@ -62,7 +63,7 @@ def put_provider_profile(body: ProviderProfileIn) -> OwnProviderProfile:
         hourly_rate_cents=body.hourly_rate_cents,
         currency=body.currency,
     )
-    view = providers.upsert_profile(db_session(), user_id=current_user().id, data=data)
+    view = providers.upsert_profile(unit().session, user_id=current_user().id, data=data)
     return OwnProviderProfile(**_public(view), active=view.active)
 
 
@@ -76,7 +77,7 @@ def put_provider_profile(body: ProviderProfileIn) -> OwnProviderProfile:
 )
 def get_provider_profile() -> OwnProviderProfile:
     """404 until you have created one."""
-    view = providers.own_profile(db_session(), user_id=current_user().id)
+    view = providers.own_profile(unit().session, user_id=current_user().id)
     return OwnProviderProfile(**_public(view), active=view.active)
 
 
@@ -98,7 +99,7 @@ def search_providers(query: ProviderSearch) -> ProviderPage:
     if query.lat is not None and query.lng is not None:
         near = providers.Near(query.lat, query.lng, query.radius_km)
     page = providers.search(
-        db_session(),
+        unit().session,
         category=query.category,
         near=near,
         text=query.q,
@@ -113,4 +114,4 @@ def search_providers(query: ProviderSearch) -> ProviderPage:
 @endpoint(summary="A provider's public profile", tags=("providers",), response=Provider)
 def get_provider(provider_id: uuid.UUID) -> Provider:
     """With `rating_average` and `rating_count`; 404 for unknown or inactive providers."""
-    return Provider(**_public(providers.get_provider(db_session(), provider_id=provider_id)))
+    return Provider(**_public(providers.get_provider(unit().session, provider_id=provider_id)))

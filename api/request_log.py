@@ -11,6 +11,8 @@ import uuid
 from flask import Flask, Response, g, request
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+from api.context import database_route
+
 access_log = logging.getLogger("trellis.access")
 
 # Only ids that cannot smuggle anything into a log line or a header are taken from clients.
@@ -61,7 +63,7 @@ def _finish(response: Response) -> Response:
             "status": response.status_code,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
             "user_id": str(user.id) if user is not None else None,
-            "db": g.get("db_route"),
+            "db": database_route(),
         },
     )
     return response

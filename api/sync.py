@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from api.auth import current_user
-from api.context import components, db_session
+from api.context import components, unit
 from api.endpoint import endpoint
 from api.schemas.sync import (
     Dataset,
@@ -39,7 +39,7 @@ def limits() -> sync.SyncLimits:
 @bp.get("/datasets")
 @endpoint(summary="Your datasets", tags=("sync",), response=DatasetPage)
 def list_datasets() -> DatasetPage:
-    rows = sync.list_datasets(db_session(), user_id=current_user().id)
+    rows = sync.list_datasets(unit().session, user_id=current_user().id)
     items = [Dataset.model_validate(d, from_attributes=True) for d in rows]
     return DatasetPage(items=items, next_cursor=None)
 
@@ -55,7 +55,7 @@ def list_datasets() -> DatasetPage:
 def get_dataset(name: str, query: SyncSince) -> DatasetChanges:
     """Records written after `since`, deletions included (`deleted: true`)."""
     return _changes(
-        sync.changes_since(db_session(), user_id=current_user().id, name=name, since=query.since)
+        sync.changes_since(unit().session, user_id=current_user().id, name=name, since=query.since)
     )
 
 
@@ -63,6 +63,7 @@ def get_dataset(name: str, query: SyncSince) -> DatasetChanges:
 @endpoint(
     summary="Apply a batch of record changes, all or nothing",
     tags=("sync",),
+    writes=True,
     path=DatasetPath,
     body=SyncBatch,
     response=DatasetChanges,
@@ -77,7 +78,7 @@ def post_dataset(name: str, body: SyncBatch) -> DatasetChanges:
         for r in body.records
     ]
     changes = sync.apply_batch(
-        db_session(),
+        unit().session,
         user_id=current_user().id,
         name=name,
         device_id=body.device_id,
@@ -88,6 +89,6 @@ def post_dataset(name: str, body: SyncBatch) -> DatasetChanges:
 
 
 @bp.delete("/datasets/<name>")
-@endpoint(summary="Delete a dataset", tags=("sync",), path=DatasetPath, status=204)
+@endpoint(summary="Delete a dataset", tags=("sync",), writes=True, path=DatasetPath, status=204)
 def delete_dataset(name: str) -> None:
-    sync.delete_dataset(db_session(), user_id=current_user().id, name=name)
+    sync.delete_dataset(unit().session, user_id=current_user().id, name=name)

@@ -31,9 +31,12 @@ from services.messaging import outbox
 from services.uploads import DEFAULT_LIMITS, UploadLimit
 
 
-@dataclass
+@dataclass(frozen=True)
 class Components:
-    """What a running Trellis process holds: settings, database, verifier, AWS adapters."""
+    """What a running Trellis process holds: settings, database, verifier, AWS adapters.
+
+    Frozen: built once by build_components; a test that needs other parts builds its own
+    (build_components takes the adapters as overrides)."""
 
     settings: Settings
     engine: Engine
@@ -80,7 +83,13 @@ def build_components(
         },
     )
     sessions = session_factory(engine)
-    built = Components(
+    relay = None
+    if settings.outbox_relay_in_web:
+        relay = outbox.OutboxRelay(
+            sessions, push, max_backoff_seconds=settings.outbox_max_backoff_seconds
+        )
+        wake_relay_after_commit(sessions, relay)
+    return Components(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -103,15 +112,10 @@ def build_components(
             region=settings.aws_region,
             kms_key_id=settings.kms_key_id,
         ),
+        relay=relay,
         upload_limits=upload_limits(settings),
         reads=read_router(settings, engine, write_marks),
     )
-    if settings.outbox_relay_in_web:
-        built.relay = outbox.OutboxRelay(
-            sessions, push, max_backoff_seconds=settings.outbox_max_backoff_seconds
-        )
-        wake_relay_after_commit(sessions, built.relay)
-    return built
 
 
 def read_router(

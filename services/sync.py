@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from models import Device, SyncDataset, SyncRecord
 from models.base import utcnow
-from services.base.db import insert_ignoring_conflict, transaction
+from services.base.db import insert_ignoring_conflict
 from services.base.errors import Conflict, FieldError, NotFound, ValidationFailed
 from services.messaging import outbox
 
@@ -136,53 +136,53 @@ def apply_batch(
 ) -> Changes:
     """Apply every operation or none; 409 (SyncConflict) if any record moved on."""
     _check_operations(operations, limits)
-    with transaction(session):
-        dataset = _lock_dataset(session, user_id, name, limits)
-        current = {
-            r.key: r
-            for r in session.scalars(
-                select(SyncRecord).where(
-                    SyncRecord.dataset_id == dataset.id,
-                    SyncRecord.key.in_([op.key for op in operations]),
-                )
+    dataset = _lock_dataset(session, user_id, name, limits)
+    current = {
+        r.key: r
+        for r in session.scalars(
+            select(SyncRecord).where(
+                SyncRecord.dataset_id == dataset.id,
+                SyncRecord.key.in_([op.key for op in operations]),
             )
-        }
-        conflicts = [
-            _record(current[op.key])
-            if op.key in current
-            else RecordView(op.key, None, 0, True, dataset.updated_at, None)  # never existed
-            for op in operations
-            if (current[op.key].sync_count if op.key in current else 0) != op.sync_count
-        ]
-        if conflicts:
-            raise SyncConflict(conflicts)
-        now = utcnow()
-        dataset.sync_count += 1
-        for op in operations:
-            _account(dataset, current.get(op.key), op)
-        _check_size(dataset, limits)
-        written = [
-            _write(session, dataset, current.get(op.key), op, device_id, now) for op in operations
-        ]
-        dataset.updated_at = now
-        _notify_other_devices(session, user_id, name, dataset.sync_count, device_id)
+        )
+    }
+    conflicts = [
+        _record(current[op.key])
+        if op.key in current
+        else RecordView(op.key, None, 0, True, dataset.updated_at, None)  # never existed
+        for op in operations
+        if (current[op.key].sync_count if op.key in current else 0) != op.sync_count
+    ]
+    if conflicts:
+        raise SyncConflict(conflicts)
+    now = utcnow()
+    dataset.sync_count += 1
+    for op in operations:
+        _account(dataset, current.get(op.key), op)
+    _check_size(dataset, limits)
+    written = [
+        _write(session, dataset, current.get(op.key), op, device_id, now) for op in operations
+    ]
+    dataset.updated_at = now
+    _notify_other_devices(session, user_id, name, dataset.sync_count, device_id)
+    session.flush()
     return Changes(name, dataset.sync_count, [_record(r) for r in written])
 
 
 def delete_dataset(
     session: Session, *, user_id: uuid.UUID, name: str, device_id: str | None = None
 ) -> None:
-    with transaction(session):
-        dataset = session.scalar(
-            select(SyncDataset)
-            .where(SyncDataset.user_id == user_id, SyncDataset.name == name)
-            .with_for_update()
-        )
-        if dataset is None:
-            raise NotFound("No such dataset.")
-        session.execute(delete(SyncRecord).where(SyncRecord.dataset_id == dataset.id))
-        session.delete(dataset)
-        _notify_other_devices(session, user_id, name, None, device_id)
+    dataset = session.scalar(
+        select(SyncDataset)
+        .where(SyncDataset.user_id == user_id, SyncDataset.name == name)
+        .with_for_update()
+    )
+    if dataset is None:
+        raise NotFound("No such dataset.")
+    session.execute(delete(SyncRecord).where(SyncRecord.dataset_id == dataset.id))
+    session.delete(dataset)
+    _notify_other_devices(session, user_id, name, None, device_id)
+    session.flush()
 
 
 def _check_operations(operations: Sequence[Operation], limits: SyncLimits) -> None:

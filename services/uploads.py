@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from models import Booking, Upload, User
 from models.base import utcnow
 from services.accounts.users import UserView
 from services.aws.s3 import ObjectStore, PresignedPost, StorageUnavailable
-from services.base.db import transaction
 from services.base.errors import (
     Conflict,
     FieldError,
@@ -24,6 +23,7 @@ from services.base.errors import (
     Unavailable,
     ValidationFailed,
 )
+from services.base.unit_of_work import transaction
 from services.marketplace.bookings import party_of
 
 T = TypeVar("T")
@@ -102,8 +102,8 @@ def issue_upload(
         status="pending",
         created_at=utcnow(),
     )
-    with transaction(session):
-        session.add(upload)
+    session.add(upload)
+    session.flush()
     return _view(upload, upload=post)
 
 
@@ -137,13 +137,23 @@ def _check(
         raise ValidationFailed("This upload is not allowed.", problems)
 
 
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What completing an upload came to: `problems` is empty when it is ready; otherwise
+    the object was deleted and the row marked rejected (a refusal that must be kept)."""
+
+    upload: UploadView
+    problems: tuple[FieldError, ...] = ()
+
+
 def complete_upload(
     session: Session, store: ObjectStore, *, owner: UserView, upload_id: uuid.UUID
-) -> UploadView:
-    """Check the object S3 holds against what was declared; a mismatch is deleted (422)."""
+) -> Completion:
+    """Check the object S3 holds against what was declared; a mismatch is deleted and the
+    upload rejected: the caller keeps that outcome (commits) and answers 422."""
     upload = _owned(session, owner, upload_id)
     if upload.status == "ready":
-        return _view(upload)
+        return Completion(_view(upload))
     if upload.status != "pending":
         raise Conflict(f"This upload is {upload.status}; start a new one.")
     stored = _storage(lambda: store.head(upload.key))
@@ -169,22 +179,17 @@ def complete_upload(
                 "type_mismatch",
             )
         )
+    upload.completed_at = utcnow()
     if problems:
         _storage(lambda: store.delete(upload.key))
-        with transaction(session):
-            upload.status = "rejected"
-            upload.completed_at = utcnow()
-        raise ValidationFailed(
-            "The uploaded file is not what was declared; it was deleted.", problems
-        )
-    with transaction(session):
-        upload.status = "ready"
-        upload.completed_at = utcnow()
-        if upload.purpose == "avatar":
-            session.execute(
-                update(User).where(User.id == owner.id).values(avatar_upload_id=upload.id)
-            )
-    return _view(upload)
+        upload.status = "rejected"
+        session.flush()
+        return Completion(_view(upload), tuple(problems))
+    upload.status = "ready"
+    if upload.purpose == "avatar":
+        session.execute(update(User).where(User.id == owner.id).values(avatar_upload_id=upload.id))
+    session.flush()
+    return Completion(_view(upload))
 
 
 def get_upload(
@@ -215,23 +220,31 @@ def delete_upload(
     """Remove the object and the row (owner only)."""
     upload = _owned(session, owner, upload_id)
     _storage(lambda: store.delete(upload.key))
-    with transaction(session):
-        session.execute(
-            update(User).where(User.avatar_upload_id == upload.id).values(avatar_upload_id=None)
-        )
-        session.delete(upload)
+    session.execute(
+        update(User).where(User.avatar_upload_id == upload.id).values(avatar_upload_id=None)
+    )
+    session.delete(upload)
+    session.flush()
 
 
-def cleanup_pending(session: Session, store: ObjectStore, *, older_than: timedelta) -> int:
-    """Delete uploads still pending after `older_than` (the app never finished them)."""
+def cleanup_pending(
+    sessions: sessionmaker[Session], store: ObjectStore, *, older_than: timedelta
+) -> int:
+    """Delete uploads still pending after `older_than` (the app never finished them), each
+    in a step of its own: an object already deleted is no error on the next run."""
     cutoff = utcnow() - older_than
-    stale = session.scalars(
-        select(Upload).where(Upload.status == "pending", Upload.created_at < cutoff).limit(1000)
-    ).all()
-    for upload in stale:
-        _storage(lambda key=upload.key: store.delete(key))
-        with transaction(session):
-            session.delete(upload)
+    with transaction(sessions) as session:
+        stale = session.execute(
+            select(Upload.id, Upload.key)
+            .where(Upload.status == "pending", Upload.created_at < cutoff)
+            .limit(1000)
+        ).all()
+    for upload_id, key in stale:
+        _storage(lambda key=key: store.delete(key))
+        with transaction(sessions) as session:
+            session.execute(
+                delete(Upload).where(Upload.id == upload_id, Upload.status == "pending")
+            )
     return len(stale)
 
 

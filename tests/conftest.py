@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, Engine, create_engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from api import create_app
 from models import Base
 from services.base.settings import Settings
 from services.components import Components, build_components
 from tests.support.database import fresh_database
-from tests.support.fakes import FakePush, FakeStore
+from tests.support.fakes import FakeGroups, FakePush, FakeStore
 from tests.support.tokens import CLIENT_ID, POOL_ID, FakeJwksFetcher, SigningKey, token_for
 
 
@@ -59,26 +60,46 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def connection(engine: Engine) -> Iterator[Connection]:
-    """A connection inside a transaction that is rolled back after the test."""
-    with engine.connect() as connection:
-        transaction = connection.begin()
-        yield connection
-        transaction.rollback()
+def clean_database(engine: Engine) -> Iterator[None]:
+    """The test writes for real (its GETs read through autocommit sessions, as in
+    production); every table is emptied afterwards, children first."""
+    yield
+    empty_database(engine)
+
+
+def empty_database(engine: Engine) -> None:
+    # DELETE, not TRUNCATE: on tables this small it costs ~1 ms against ~45 ms. A lock
+    # timeout turns a session the test left open into a clear failure instead of a hang.
+    with engine.begin() as connection:
+        connection.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
 
 
 @pytest.fixture
-def sessions(connection: Connection) -> sessionmaker[Session]:
-    # Commits inside the code under test release a SAVEPOINT; the outer rollback undoes all.
-    return sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
+def connection(engine: Engine, clean_database: None) -> Iterator[Connection]:
+    with engine.connect() as connection:
+        yield connection
+
+
+@pytest.fixture
+def sessions(engine: Engine, clean_database: None) -> sessionmaker[Session]:
+    """Sessions on the test database; what they commit is seen by the app under test."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
 
 
 @pytest.fixture
 def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """The test's own view of the database: every query reloads what it returns, so what
+    the app committed since shows (the identity map would keep older copies)."""
     with sessions() as session:
+        event.listen(session, "do_orm_execute", _always_fresh)
         yield session
+
+
+def _always_fresh(state: ORMExecuteState) -> None:
+    if state.is_select:
+        state.update_execution_options(populate_existing=True)
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:
@@ -114,20 +135,58 @@ def push() -> FakePush:
 
 
 @pytest.fixture
-def components(
+def groups() -> FakeGroups:
+    return FakeGroups()
+
+
+BuildComponents = Callable[..., Components]
+
+
+@pytest.fixture
+def build(
     settings: Settings,
     jwks: FakeJwksFetcher,
-    sessions: sessionmaker[Session],
     store: FakeStore,
     push: FakePush,
-) -> Components:
-    built = build_components(settings, jwks_fetcher=jwks, store=store, push=push)
-    built.sessions = sessions
-    return built
+    groups: FakeGroups,
+    clean_database: None,
+) -> Iterator[BuildComponents]:
+    """Builds Components as production does, with the test's fakes at the AWS boundary;
+    `build(settings, store=..., groups=...)` overrides any of them. Engines are disposed
+    after the test."""
+    built: list[Components] = []
+
+    def build(custom: Settings | None = None, **overrides: Any) -> Components:
+        parts: dict[str, Any] = {"jwks_fetcher": jwks, "store": store, "push": push}
+        parts["groups"] = groups
+        components = build_components(custom or settings, **{**parts, **overrides})
+        built.append(components)
+        return components
+
+    yield build
+    for components in built:
+        dispose(components)
+
+
+def dispose(components: Components) -> None:
+    components.engine.dispose()
+    components.read_sessions.kw["bind"].dispose()
+    for replica in components.reads.replicas if components.reads else ():
+        replica.engine.dispose()
+        replica.read_sessions.kw["bind"].dispose()
+
+
+@pytest.fixture
+def components(build: BuildComponents) -> Components:
+    return build()
 
 
 @pytest.fixture
 def app(components: Components) -> Flask:
+    return make_app(components)
+
+
+def make_app(components: Components) -> Flask:
     app = create_app(components=components)
     app.config["TESTING"] = True
     return app
@@ -162,21 +221,3 @@ def actors(client: FlaskClient, signing_key: SigningKey):  # type: ignore[no-unt
     from tests.support.actors import make_actor
 
     return lambda *roles, sub=None: make_actor(client, signing_key, *roles, sub=sub)
-
-
-@pytest.fixture
-def committed_app(settings: Settings, jwks: FakeJwksFetcher, engine: Engine) -> Iterator[Flask]:
-    """An app whose requests really commit, for tests of concurrent requests.
-
-    Everything it wrote is truncated afterwards (other tests only see rolled-back data).
-    """
-    from sqlalchemy import text
-
-    built = build_components(settings, jwks_fetcher=jwks, store=FakeStore(), push=FakePush())
-    app = create_app(components=built)
-    app.config["TESTING"] = True
-    yield app
-    built.engine.dispose()
-    with engine.begin() as connection:
-        tables = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
-        connection.execute(text(f"TRUNCATE {tables} CASCADE"))

@@ -15,7 +15,6 @@ from models.base import utcnow
 from services.accounts.auth import GROUP_ROLES
 from services.accounts.users import UserView
 from services.aws.cognito import DirectoryUnavailable, GroupDirectory, UnknownDirectoryUser
-from services.base.db import transaction
 from services.base.errors import Conflict, NotFound, Unavailable
 
 Role = Literal["consumer", "provider", "admin"]
@@ -38,11 +37,10 @@ def grant_role(
     """Add the user to the role's Cognito group; effective from their next token."""
     user = _directory_user(session, user_id)
     _call(groups.add_to_group, user, role)
-    with transaction(session):
-        revocations = dict(user.role_revocations)
-        revocations.pop(role, None)  # a fresh grant lifts an earlier revocation
-        user.role_revocations = revocations
-        return _record(session, user, role, "grant", admin)
+    revocations = dict(user.role_revocations)
+    revocations.pop(role, None)  # a fresh grant lifts an earlier revocation
+    user.role_revocations = revocations
+    return _record(session, user, role, "grant", admin)
 
 
 def revoke_role(
@@ -57,16 +55,13 @@ def revoke_role(
     if admin.id == user.id and role == "admin":
         raise Conflict("Admins cannot revoke their own admin role.")
     _call(groups.remove_from_group, user, role)
-    with transaction(session):
-        user.role_revocations = {**user.role_revocations, role: utcnow().timestamp()}
-        user.roles = [r for r in user.roles if r != role]
-        if role == "provider":
-            session.execute(
-                update(ProviderProfile)
-                .where(ProviderProfile.user_id == user.id)
-                .values(active=False)
-            )
-        return _record(session, user, role, "revoke", admin)
+    user.role_revocations = {**user.role_revocations, role: utcnow().timestamp()}
+    user.roles = [r for r in user.roles if r != role]
+    if role == "provider":
+        session.execute(
+            update(ProviderProfile).where(ProviderProfile.user_id == user.id).values(active=False)
+        )
+    return _record(session, user, role, "revoke", admin)
 
 
 def _directory_user(session: Session, user_id: uuid.UUID) -> User:

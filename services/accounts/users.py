@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from models import ProviderProfile, User
 from models.base import utcnow
 from services.accounts.auth import Identity
-from services.base.db import insert_ignoring_conflict, transaction
+from services.base.db import insert_ignoring_conflict
 from services.base.errors import NotFound
+from services.base.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,25 +66,22 @@ _CALLER = select(
 ).where(_USERS.cognito_sub == bindparam("sub"))
 
 
-def sync_user(
-    session: Session, *, identity: Identity, primary: Callable[[], Session] | None = None
-) -> UserView:
+def sync_user(unit: UnitOfWork, *, identity: Identity) -> UserView:
     """The caller's user row, created on first sight and updated when email or roles change.
 
     Writes only when something changed, so an ordinary request costs one indexed read of a
-    few columns. `session` may read from a replica; then `primary` gives the session any
-    write goes to.
+    few columns (on the unit's own session, a replica's for a read). A write is bookkeeping:
+    it commits at once on the primary, whatever becomes of the request's work.
     """
-    row = session.execute(_CALLER, {"sub": identity.sub}).one_or_none()
+    row = unit.session.execute(_CALLER, {"sub": identity.sub}).one_or_none()
     if row is not None and not _stale(row, identity):
         return view_of(row)
-    writer = primary() if primary is not None else session
-    user = writer.scalar(select(User).where(User.cognito_sub == identity.sub))
-    if user is None:
-        user = _create(writer, identity)
-    if _stale(user, identity):
-        roles, email, username = _from_token(user, identity)
-        with transaction(writer):
+    with unit.bookkeeping() as writer:
+        user = writer.scalar(select(User).where(User.cognito_sub == identity.sub))
+        if user is None:
+            user = _create(writer, identity)
+        if _stale(user, identity):
+            roles, email, username = _from_token(user, identity)
             if ("provider" in roles) != ("provider" in user.roles):
                 _set_provider_active(writer, user.id, "provider" in roles)
             user.roles, user.email, user.cognito_username = roles, email, username
@@ -115,8 +113,7 @@ def _create(session: Session, identity: Identity) -> User:
         "created_at": now,
         "updated_at": now,
     }
-    with transaction(session):
-        insert_ignoring_conflict(session, User, values, ["cognito_sub"])
+    insert_ignoring_conflict(session, User, values, ["cognito_sub"])
     query = select(User).where(User.cognito_sub == identity.sub)
     return session.scalars(query.execution_options(populate_existing=True)).one()
 
@@ -137,10 +134,10 @@ def update_profile(
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
-    with transaction(session):
-        user = session.get(User, user_id, with_for_update=True)
-        if user is None:
-            raise NotFound("No such user.")
-        for name, value in changes.items():
-            setattr(user, name, value)
+    user = session.get(User, user_id, with_for_update=True)
+    if user is None:
+        raise NotFound("No such user.")
+    for name, value in changes.items():
+        setattr(user, name, value)
+    session.flush()  # updated_at comes from the database's onupdate
     return view_of(user)

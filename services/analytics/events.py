@@ -23,7 +23,6 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from models import Booking, BookingEvent, Event, ProviderProfile, User
 from models.base import utcnow
-from services.base.db import transaction
 from services.base.errors import FieldError, ValidationFailed
 
 MAX_AHEAD = timedelta(hours=24)
@@ -103,8 +102,7 @@ def record_events(
             }
         )
     if rows:
-        with transaction(session):
-            _insert(session, user_id, now, rows)
+        _insert(session, user_id, now, rows)
     return RecordResult(accepted=len(rows), rejected=rejected)
 
 

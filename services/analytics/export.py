@@ -43,9 +43,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Base, ExportRun, ExportWatermark
 from models.base import utcnow
 from services.aws.exports import ExportObject, ExportSink
-from services.base.db import transaction
 from services.base.errors import Unavailable
 from services.base.replicas import ReadRouter, Replica
+from services.base.unit_of_work import transaction
 
 if TYPE_CHECKING:
     from services.base.settings import Settings
@@ -228,15 +228,14 @@ def run_export(
     cutoff = started - timedelta(seconds=settings.export_safety_seconds)
     run_id = uuid.uuid4()
     deadline = clock() + settings.export_max_seconds
-    with sessions() as session, transaction(session):
+    with transaction(sessions) as session:
         session.add(ExportRun(id=run_id, started_at=started, status="running"))
     written: list[str] = []
     try:
         replica = reads.caught_up() if reads is not None else None
         source = f"replica:{replica.name}" if replica is not None else "primary"
         with (
-            sessions() as session,
-            transaction(session),
+            transaction(sessions) as session,
             _reader(replica, session) as reader,
         ):
             _hold_export_lock(session)
@@ -511,7 +510,7 @@ def _record_failure(sessions: sessionmaker[Session], run_id: uuid.UUID, exc: Exc
     if exc.__cause__ is not None:
         error += f" (caused by {type(exc.__cause__).__name__}: {exc.__cause__})"
     try:
-        with sessions() as session, transaction(session):
+        with transaction(sessions) as session:
             session.execute(
                 update(ExportRun)
                 .where(ExportRun.id == run_id)

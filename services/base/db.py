@@ -1,9 +1,7 @@
-"""Engine, sessions and the one place a unit of work commits."""
+"""Engines and session factories (services/base/unit_of_work.py uses them per request)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -78,7 +76,8 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 class WriteOnReadSession(RuntimeError):
-    """A write reached a read-only session: it belongs on primary_session()."""
+    """A write reached a read endpoint's session: declare the endpoint `writes=True`, or
+    write on the unit of work's `writer()` if the read must write."""
 
 
 def read_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -98,38 +97,6 @@ def _refuse_write_statement(state: Any) -> None:
 def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
     if session.new or session.dirty or session.deleted:
         raise WriteOnReadSession("a flush on a read-only request's session")
-
-
-DEFERRED_COMMIT = "trellis.deferred_commit"
-
-
-@contextmanager
-def transaction(session: Session) -> Iterator[Session]:
-    """The one place Trellis commits: the block's writes commit together or not at all.
-
-    Inside deferred_commit() (an outer unit of work such as an idempotent request) the
-    block only flushes; the outer unit commits or rolls back everything at once.
-    """
-    if session.info.get(DEFERRED_COMMIT):
-        yield session
-        session.flush()
-        return
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-
-
-@contextmanager
-def deferred_commit(session: Session) -> Iterator[Session]:
-    """Hold every transaction() inside the block to one commit made by the caller."""
-    session.info[DEFERRED_COMMIT] = True
-    try:
-        yield session
-    finally:
-        session.info.pop(DEFERRED_COMMIT, None)
 
 
 def insert_ignoring_conflict(

@@ -17,12 +17,13 @@ from datetime import datetime, timedelta
 from typing import NoReturn
 
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from models import IdempotencyKey
 from models.base import utcnow
-from services.base.db import deferred_commit, insert_ignoring_conflict, transaction
+from services.base.db import insert_ignoring_conflict
 from services.base.errors import Conflict, TrellisError
+from services.base.unit_of_work import UnitOfWork, transaction
 
 log = logging.getLogger("trellis.idempotency")
 
@@ -48,46 +49,60 @@ class StoredResponse:
     replayed: bool = False
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What the work came to: its response, and whether the work refused by raising (its
+    writes are then dropped; the refusal is stored as the key's final answer)."""
+
+    response: StoredResponse
+    raised: bool = False
+
+
 def run(
-    session: Session,
+    unit: UnitOfWork,
     *,
     user_id: uuid.UUID,
     key: str,
     fingerprint: str,
     ttl: timedelta,
-    work: Callable[[], StoredResponse],
+    work: Callable[[], Outcome],
 ) -> StoredResponse:
-    """Run `work` once per (user, key); replay its stored response on retries."""
-    stored = _claim(session, user_id, key, fingerprint, ttl)
+    """Run `work` once per (user, key); replay its stored response on retries.
+
+    The claim is bookkeeping, committed before the work so that a concurrent retry sees it;
+    the work's writes and the stored response then commit together, once.
+    """
+    with unit.bookkeeping() as session:
+        stored = _claim(session, user_id, key, fingerprint, ttl)
     if stored is not None:
         return stored
     try:
-        with deferred_commit(session):
-            response = work()
+        outcome = work()
     except BaseException:
-        _release_after_failure(session, user_id, key)
+        _release_after_failure(unit, user_id, key)
         raise
+    response = outcome.response
     if response.status >= 500:  # nothing was done; let a retry run again
-        _release_after_failure(session, user_id, key)
+        _release_after_failure(unit, user_id, key)
         return response
-    if response.status >= 400:  # a refusal is final for this key, but its writes are not kept
-        session.rollback()
+    if outcome.raised:  # a refusal is final for this key, but the work's writes are not kept
+        unit.rollback()
     try:
-        with transaction(session):  # the work's writes and the stored response, together
-            session.execute(
-                _COMPLETE,
-                {
-                    "user": user_id,
-                    "the_key": key,
-                    "status": response.status,
-                    "body": response.body,
-                    "headers": {"Content-Type": response.content_type, **response.headers},
-                },
-            )
+        unit.writer().execute(
+            _COMPLETE,
+            {
+                "user": user_id,
+                "the_key": key,
+                "status": response.status,
+                "body": response.body,
+                "headers": {"Content-Type": response.content_type, **response.headers},
+            },
+        )
+        unit.commit()  # the work's writes and the stored response, together
     except BaseException:
         # Nothing was kept (or, if only COMMIT's answer was lost, the key is completed and
         # the release below matches nothing): free the key so the retry runs or replays.
-        _release_after_failure(session, user_id, key)
+        _release_after_failure(unit, user_id, key)
         raise
     return response
 
@@ -119,10 +134,9 @@ def _claim(
         "response_body": None,
         "response_headers": None,
     }
-    with transaction(session):
-        inserted = insert_ignoring_conflict(
-            session, IdempotencyKey, {"user_id": user_id, "key": key, **fresh}, ["user_id", "key"]
-        )
+    inserted = insert_ignoring_conflict(
+        session, IdempotencyKey, {"user_id": user_id, "key": key, **fresh}, ["user_id", "key"]
+    )
     if inserted.rowcount == 1:
         return None
     row = session.scalars(
@@ -155,45 +169,40 @@ def _busy() -> NoReturn:
 
 def _take_over(session: Session, row: IdempotencyKey, fresh: dict[str, object]) -> bool:
     """Re-arm an expired or abandoned key; only one of several racing retries wins."""
-    with transaction(session):
-        result = session.execute(
-            update(IdempotencyKey)
-            .where(
-                IdempotencyKey.user_id == row.user_id,
-                IdempotencyKey.key == row.key,
-                IdempotencyKey.locked_at == row.locked_at,
-            )
-            .values(**fresh)
+    result = session.execute(
+        update(IdempotencyKey)
+        .where(
+            IdempotencyKey.user_id == row.user_id,
+            IdempotencyKey.key == row.key,
+            IdempotencyKey.locked_at == row.locked_at,
         )
+        .values(**fresh)
+    )
     return result.rowcount == 1
 
 
-def _release_after_failure(session: Session, user_id: uuid.UUID, key: str) -> None:
-    """Roll back and free the key; if the database is gone too, the key frees itself after
-    STALE_AFTER, and the original error is the one the client hears about."""
+def _release_after_failure(unit: UnitOfWork, user_id: uuid.UUID, key: str) -> None:
+    """Roll the work back and free the key; if the database is gone too, the key frees
+    itself after STALE_AFTER, and the original error is the one the client hears about."""
     try:
-        session.rollback()
-        _release(session, user_id, key)
+        unit.rollback()
+        with unit.bookkeeping() as session:
+            session.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.user_id == user_id,
+                    IdempotencyKey.key == key,
+                    IdempotencyKey.state == "in_progress",
+                )
+            )
     except Exception as exc:
         with contextlib.suppress(Exception):
-            session.rollback()
+            unit.rollback()
         log.warning("could not release an Idempotency-Key after a failure: %s", exc)
 
 
-def _release(session: Session, user_id: uuid.UUID, key: str) -> None:
-    with transaction(session):
-        session.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.user_id == user_id,
-                IdempotencyKey.key == key,
-                IdempotencyKey.state == "in_progress",
-            )
-        )
-
-
-def purge_expired(session: Session, *, now: datetime | None = None) -> int:
+def purge_expired(sessions: sessionmaker[Session], *, now: datetime | None = None) -> int:
     """Delete keys past their expiry; returns how many. Run it from the scheduled worker."""
-    with transaction(session):
+    with transaction(sessions) as session:
         result = session.execute(
             delete(IdempotencyKey).where(IdempotencyKey.expires_at <= (now or utcnow()))
         )

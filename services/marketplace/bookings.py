@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 from models import Booking, BookingEvent
 from models.base import utcnow
 from services.accounts.users import UserView
-from services.base.db import transaction
 from services.base.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.marketplace.providers import require_active_provider
@@ -150,31 +149,30 @@ def create_booking(session: Session, *, consumer: UserView, data: NewBooking) ->
         problems.append(FieldError("scheduled_at", "must be within a year", "too_far_ahead"))
     if problems:
         raise ValidationFailed("The booking cannot be made as asked.", problems)
-    with transaction(session):
-        booking = Booking(
-            id=uuid.uuid4(),
-            consumer_id=consumer.id,
-            provider_id=data.provider_id,
-            category=data.category,
-            scheduled_at=data.scheduled_at,
-            lat=data.lat,
-            lng=data.lng,
-            address=data.address,
-            notes=data.notes,
-            status="requested",
-            last_message_seq=0,
-            created_at=now,
-            updated_at=now,
-        )
-        event = _event(booking, None, "requested", consumer.id, "consumer", None, now)
-        session.add_all([booking, event])
-        session.flush()
-        booking_changed(
-            session,
-            booking,
-            actor_id=consumer.id,
-            text=f"New {data.category} booking request for {data.scheduled_at:%Y-%m-%d %H:%M} UTC",
-        )
+    booking = Booking(
+        id=uuid.uuid4(),
+        consumer_id=consumer.id,
+        provider_id=data.provider_id,
+        category=data.category,
+        scheduled_at=data.scheduled_at,
+        lat=data.lat,
+        lng=data.lng,
+        address=data.address,
+        notes=data.notes,
+        status="requested",
+        last_message_seq=0,
+        created_at=now,
+        updated_at=now,
+    )
+    event = _event(booking, None, "requested", consumer.id, "consumer", None, now)
+    session.add_all([booking, event])
+    session.flush()
+    booking_changed(
+        session,
+        booking,
+        actor_id=consumer.id,
+        text=f"New {data.category} booking request for {data.scheduled_at:%Y-%m-%d %H:%M} UTC",
+    )
     return _view(booking, [_event_view(event)])
 
 
@@ -195,25 +193,25 @@ def transition(
 ) -> BookingView:
     """Apply `action`: 404 if hidden from the actor, 403 if not theirs, 409 if not now."""
     rule = TRANSITIONS[action]
-    with transaction(session):
-        booking = lock_booking(session, booking_id, actor)
-        party = party_of(booking, actor)
-        assert party is not None
-        if party not in rule.parties:
-            who = " or ".join(sorted(rule.parties))
-            raise Forbidden(f"Only the booking's {who} may {action} it.")
-        if booking.status not in rule.sources:
-            allowed = ", ".join(sorted(rule.sources))
-            raise Conflict(
-                f"This booking is {booking.status}; {action} is only possible when it is {allowed}."
-            )
-        now = utcnow()
-        event = _event(booking, booking.status, rule.target, actor.id, party, reason, now)
-        booking.status = rule.target
-        booking.updated_at = now
-        session.add(event)
-        text = NOTICES[action] + (f": {reason}" if reason else "")
-        booking_changed(session, booking, actor_id=actor.id, text=text)
+    booking = lock_booking(session, booking_id, actor)
+    party = party_of(booking, actor)
+    assert party is not None
+    if party not in rule.parties:
+        who = " or ".join(sorted(rule.parties))
+        raise Forbidden(f"Only the booking's {who} may {action} it.")
+    if booking.status not in rule.sources:
+        allowed = ", ".join(sorted(rule.sources))
+        raise Conflict(
+            f"This booking is {booking.status}; {action} is only possible when it is {allowed}."
+        )
+    now = utcnow()
+    event = _event(booking, booking.status, rule.target, actor.id, party, reason, now)
+    booking.status = rule.target
+    booking.updated_at = now
+    session.add(event)
+    text = NOTICES[action] + (f": {reason}" if reason else "")
+    booking_changed(session, booking, actor_id=actor.id, text=text)
+    session.flush()
     return _view(booking, _history(session, booking_id))
 
 

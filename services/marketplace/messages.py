@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from models import Booking, Message
 from models.base import utcnow
 from services.accounts.users import UserView
-from services.base.db import transaction
 from services.base.errors import Forbidden, NotFound, ValidationFailed
 from services.base.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
 from services.marketplace.bookings import lock_booking, party_of
@@ -42,26 +41,24 @@ def post_message(
 ) -> MessageView:
     """Only the two parties write; admins read. The booking row lock orders the numbers."""
     now = utcnow()
-    with transaction(session):
-        booking = _take_next_seq(session, booking_id, sender, now)
-        message = MessageView(
-            uuid.uuid4(), booking_id, booking.last_message_seq, sender.id, body, now
-        )
-        session.execute(insert(_MESSAGES), [_row(message)])
-        recipient = booking.provider_id if sender.id == booking.consumer_id else booking.consumer_id
-        notify(
-            session,
-            user_id=recipient,
-            kind="message.new",
-            title="New message",
-            body=body if len(body) <= 140 else body[:139] + "…",
-            data={
-                "booking_id": str(booking_id),
-                "message_id": str(message.id),
-                "deep_link": f"trellis://bookings/{booking_id}/messages",
-            },
-            sender_id=sender.id,
-        )
+    booking = _take_next_seq(session, booking_id, sender, now)
+    message = MessageView(uuid.uuid4(), booking_id, booking.last_message_seq, sender.id, body, now)
+    session.execute(insert(_MESSAGES), [_row(message)])
+    recipient = booking.provider_id if sender.id == booking.consumer_id else booking.consumer_id
+    notify(
+        session,
+        user_id=recipient,
+        kind="message.new",
+        title="New message",
+        body=body if len(body) <= 140 else body[:139] + "…",
+        data={
+            "booking_id": str(booking_id),
+            "message_id": str(message.id),
+            "deep_link": f"trellis://bookings/{booking_id}/messages",
+        },
+        sender_id=sender.id,
+    )
+    session.flush()
     return message
 
 

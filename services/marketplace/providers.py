@@ -26,7 +26,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from models import ProviderCategory, ProviderProfile, User
-from services.base.db import transaction
 from services.base.errors import FieldError, NotFound, ValidationFailed
 from services.base.pagination import Page, decode_cursor, invalid_cursor, page_of, scope_of
 
@@ -89,24 +88,24 @@ def _view(p: Any, distance_km: float | None = None) -> ProviderView:
 def upsert_profile(session: Session, *, user_id: uuid.UUID, data: ProfileInput) -> ProviderView:
     """Create or replace the caller's profile; its search rows change in the same transaction."""
     categories = sorted(set(data.categories))
-    with transaction(session):
-        profile = session.get(ProviderProfile, user_id, with_for_update=True)
-        if profile is None:
-            profile = ProviderProfile(user_id=user_id, rating_sum=0, rating_count=0, active=True)
-            session.add(profile)
-        profile.display_name = data.display_name
-        profile.bio = data.bio
-        profile.categories = categories
-        profile.lat, profile.lng = data.lat, data.lng
-        profile.service_radius_km = data.service_radius_km
-        profile.hourly_rate_cents = data.hourly_rate_cents
-        profile.currency = data.currency
-        session.flush()
-        session.execute(delete(ProviderCategory).where(ProviderCategory.provider_id == user_id))
-        session.add_all(
-            ProviderCategory(provider_id=user_id, category=c, lat=data.lat, lng=data.lng)
-            for c in categories
-        )
+    profile = session.get(ProviderProfile, user_id, with_for_update=True)
+    if profile is None:
+        profile = ProviderProfile(user_id=user_id, rating_sum=0, rating_count=0, active=True)
+        session.add(profile)
+    profile.display_name = data.display_name
+    profile.bio = data.bio
+    profile.categories = categories
+    profile.lat, profile.lng = data.lat, data.lng
+    profile.service_radius_km = data.service_radius_km
+    profile.hourly_rate_cents = data.hourly_rate_cents
+    profile.currency = data.currency
+    session.flush()
+    session.execute(delete(ProviderCategory).where(ProviderCategory.provider_id == user_id))
+    session.add_all(
+        ProviderCategory(provider_id=user_id, category=c, lat=data.lat, lng=data.lng)
+        for c in categories
+    )
+    session.flush()
     return _view(profile)
 
 

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from models import ProviderProfile, Review
 from models.base import utcnow
 from services.accounts.users import UserView
-from services.base.db import transaction
 from services.base.errors import Conflict, Forbidden
 from services.marketplace.bookings import lock_booking, party_of
 
@@ -31,32 +30,32 @@ def post_review(
     session: Session, *, booking_id: uuid.UUID, author: UserView, rating: int, comment: str
 ) -> ReviewView:
     """404 if hidden, 403 unless the booking's consumer, 409 unless completed or if reviewed."""
-    with transaction(session):
-        booking = lock_booking(session, booking_id, author)
-        if party_of(booking, author) != "consumer":
-            raise Forbidden("Only the booking's consumer may review it.")
-        if booking.status != "completed":
-            raise Conflict(f"This booking is {booking.status}; reviews open once it is completed.")
-        if session.get(Review, booking_id) is not None:
-            raise Conflict("This booking already has a review.")
-        review = Review(
-            booking_id=booking_id,
-            consumer_id=booking.consumer_id,
-            provider_id=booking.provider_id,
-            rating=rating,
-            comment=comment,
-            created_at=utcnow(),
+    booking = lock_booking(session, booking_id, author)
+    if party_of(booking, author) != "consumer":
+        raise Forbidden("Only the booking's consumer may review it.")
+    if booking.status != "completed":
+        raise Conflict(f"This booking is {booking.status}; reviews open once it is completed.")
+    if session.get(Review, booking_id) is not None:
+        raise Conflict("This booking already has a review.")
+    review = Review(
+        booking_id=booking_id,
+        consumer_id=booking.consumer_id,
+        provider_id=booking.provider_id,
+        rating=rating,
+        comment=comment,
+        created_at=utcnow(),
+    )
+    session.add(review)
+    # In SQL, not read-modify-write: concurrent reviews of one provider cannot lose a count.
+    session.execute(
+        update(ProviderProfile)
+        .where(ProviderProfile.user_id == booking.provider_id)
+        .values(
+            rating_sum=ProviderProfile.rating_sum + rating,
+            rating_count=ProviderProfile.rating_count + 1,
         )
-        session.add(review)
-        # In SQL, not read-modify-write: concurrent reviews of one provider cannot lose a count.
-        session.execute(
-            update(ProviderProfile)
-            .where(ProviderProfile.user_id == booking.provider_id)
-            .values(
-                rating_sum=ProviderProfile.rating_sum + rating,
-                rating_count=ProviderProfile.rating_count + 1,
-            )
-        )
+    )
+    session.flush()
     return ReviewView(
         review.booking_id,
         review.provider_id,

@@ -13,7 +13,7 @@ from models import Device
 from models.base import utcnow
 from services.accounts.users import UserView
 from services.aws.sns import PushGateway, PushUnavailable
-from services.base.db import insert_ignoring_conflict, transaction
+from services.base.db import insert_ignoring_conflict
 from services.base.errors import NotFound, Unavailable
 
 
@@ -61,21 +61,21 @@ def register_device(
         "locale": locale,
         "last_seen_at": now,
     }
-    with transaction(session):
-        insert_ignoring_conflict(
-            session,
-            Device,
-            {"id": uuid.uuid4(), "platform": platform, "token": token, "created_at": now, **fields},
-            ["platform", "token"],
-        )
-        device = session.scalars(
-            select(Device)
-            .where(Device.platform == platform, Device.token == token)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).one()
-        for name, value in fields.items():
-            setattr(device, name, value)
+    insert_ignoring_conflict(
+        session,
+        Device,
+        {"id": uuid.uuid4(), "platform": platform, "token": token, "created_at": now, **fields},
+        ["platform", "token"],
+    )
+    device = session.scalars(
+        select(Device)
+        .where(Device.platform == platform, Device.token == token)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    for name, value in fields.items():
+        setattr(device, name, value)
+    session.flush()
     return _view(device)
 
 
@@ -90,15 +90,15 @@ def delete_device(
     session: Session, push: PushGateway, *, user_id: uuid.UUID, device_id: uuid.UUID
 ) -> None:
     """Deletes the SNS endpoint too; 404 unless the device is the user's."""
-    with transaction(session):
-        device = session.get(Device, device_id, with_for_update=True)
-        if device is None or device.user_id != user_id:
-            raise NotFound("No such device.")
-        try:
-            push.unregister(device.endpoint_arn)
-        except PushUnavailable as exc:
-            raise Unavailable("Push service unreachable; retry the delete shortly.") from exc
-        session.delete(device)
+    device = session.get(Device, device_id, with_for_update=True)
+    if device is None or device.user_id != user_id:
+        raise NotFound("No such device.")
+    try:
+        push.unregister(device.endpoint_arn)
+    except PushUnavailable as exc:
+        raise Unavailable("Push service unreachable; retry the delete shortly.") from exc
+    session.delete(device)
+    session.flush()
 
 
 def _view(d: Device) -> DeviceView:

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from models import Booking, Notification
 from models.base import utcnow
 from services.accounts.users import UserView
-from services.base.db import transaction
 from services.base.errors import NotFound, RateLimited
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.messaging import outbox
@@ -111,16 +110,16 @@ def send_from_provider(
     )
     if (sent or 0) >= per_hour:
         raise RateLimited(f"At most {per_hour} notifications an hour to one consumer.", 3600)
-    with transaction(session):
-        note = notify(
-            session,
-            user_id=user_id,
-            kind="provider.message",
-            title=title,
-            body=body,
-            data=data,
-            sender_id=sender.id,
-        )
+    note = notify(
+        session,
+        user_id=user_id,
+        kind="provider.message",
+        title=title,
+        body=body,
+        data=data,
+        sender_id=sender.id,
+    )
+    session.flush()
     return _view(note)
 
 
@@ -147,22 +146,22 @@ def mark_read(
     session: Session, *, user_id: uuid.UUID, notification_id: uuid.UUID
 ) -> NotificationView:
     """Idempotent; 404 unless the notification is the user's."""
-    with transaction(session):
-        note = session.get(Notification, notification_id)
-        if note is None or note.user_id != user_id:
-            raise NotFound("No such notification.")
-        if note.read_at is None:
-            note.read_at = utcnow()
+    note = session.get(Notification, notification_id)
+    if note is None or note.user_id != user_id:
+        raise NotFound("No such notification.")
+    if note.read_at is None:
+        note.read_at = utcnow()
+    session.flush()
     return _view(note)
 
 
 def mark_all_read(session: Session, *, user_id: uuid.UUID) -> int:
-    with transaction(session):
-        result = session.execute(
-            update(Notification)
-            .where(Notification.user_id == user_id, Notification.read_at.is_(None))
-            .values(read_at=utcnow())
-        )
+    result = session.execute(
+        update(Notification)
+        .where(Notification.user_id == user_id, Notification.read_at.is_(None))
+        .values(read_at=utcnow())
+    )
+    session.flush()
     return result.rowcount
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Device, Notification, OutboxMessage
 from models.base import utcnow
 from services.aws.sns import EndpointGone, PushGateway, PushUnavailable
-from services.base.db import transaction
+from services.base.unit_of_work import transaction
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +67,18 @@ class DrainStats:
 
 
 def drain(
-    session: Session,
+    sessions: sessionmaker[Session],
     push: PushGateway,
     *,
     batch: int = 100,
     max_backoff_seconds: float = 300.0,
     now: datetime | None = None,
 ) -> DrainStats:
-    """Deliver one batch of due messages; returns what happened to them."""
+    """Deliver one batch of due messages in a transaction of its own; returns what happened
+    to them."""
     now = now or utcnow()
     stats = DrainStats()
-    with transaction(session):
+    with transaction(sessions) as session:
         due = session.scalars(
             select(OutboxMessage)
             .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.available_at <= now)
@@ -90,11 +91,11 @@ def drain(
     return stats
 
 
-def drain_all(session: Session, push: PushGateway, **kwargs: Any) -> DrainStats:
+def drain_all(sessions: sessionmaker[Session], push: PushGateway, **kwargs: Any) -> DrainStats:
     """Drain batch after batch until nothing is due (a batch that only retried stops it)."""
     total = DrainStats()
     while True:
-        stats = drain(session, push, **kwargs)
+        stats = drain(sessions, push, **kwargs)
         total.add(stats)
         if stats.delivered == 0:
             return total
@@ -230,7 +231,6 @@ class OutboxRelay:
             self._wake.wait(self._interval)
             self._wake.clear()
             try:
-                with self._sessions() as session:
-                    self._drain(session, self._push, max_backoff_seconds=self._max_backoff)
+                self._drain(self._sessions, self._push, max_backoff_seconds=self._max_backoff)
             except Exception:  # the relay must outlive any one failure; the rows wait
                 log.exception("outbox relay pass failed")

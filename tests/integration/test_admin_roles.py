@@ -12,14 +12,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import ProviderProfile, RoleChange
-from services.aws.cognito import CognitoGroups, DirectoryUnavailable
-from services.components import Components
-from tests.support.actors import Actor
+from services.aws.cognito import CognitoGroups, DirectoryUnavailable, GroupDirectory
+from tests.conftest import make_app
+from tests.support.actors import Actor, make_actor
 from tests.support.bookings import ensure_profile
+from tests.support.fakes import FakeGroups
 
 
 @pytest.fixture
-def cognito(components: Components, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def cognito(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
@@ -27,9 +28,17 @@ def cognito(components: Components, monkeypatch: pytest.MonkeyPatch) -> Iterator
         pool = client.create_user_pool(PoolName="trellis-test")["UserPool"]["Id"]
         for group in ("consumers", "providers", "admins"):
             client.create_group(UserPoolId=pool, GroupName=group)
-        components.groups = CognitoGroups(user_pool_id=pool, region="us-east-1")
         client.pool_id = pool  # type: ignore[attr-defined]
         yield client
+
+
+@pytest.fixture
+def groups(request: pytest.FixtureRequest) -> GroupDirectory:
+    """With `cognito` among a test's fixtures, roles change in moto's user pool."""
+    if "cognito" not in request.fixturenames:
+        return FakeGroups()
+    pool = request.getfixturevalue("cognito").pool_id
+    return CognitoGroups(user_pool_id=pool, region="us-east-1")
 
 
 def in_cognito(cognito: Any, actor: Actor) -> Actor:
@@ -121,15 +130,16 @@ def test_admin_cannot_remove_their_own_admin_role(actors, cognito) -> None:  # t
     assert groups_of(cognito, admin) == {"admins"}
 
 
-def test_cognito_outage_is_503_and_records_nothing(actors, components, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_cognito_outage_is_503_and_records_nothing(build, signing_key, session: Session) -> None:  # type: ignore[no-untyped-def]
     class Down:
         def add_to_group(self, username: str, group: str) -> None:
             raise DirectoryUnavailable("simulated")
 
         remove_from_group = add_to_group
 
-    components.groups = Down()
-    admin, user = actors("admin"), actors("consumer")
+    client = make_app(build(groups=Down())).test_client()
+    admin = make_actor(client, signing_key, "admin")
+    user = make_actor(client, signing_key, "consumer")
     response = admin.post(f"/v1/admin/users/{user.id}/roles", json={"role": "provider"})
     assert response.status_code == 503 and "Retry-After" in response.headers
     assert session.scalars(select(RoleChange)).all() == []

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, create_engine, event, insert, select, text
+from sqlalchemy import create_engine, event, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Booking, BookingEvent, Event, ProviderProfile, User
@@ -203,7 +203,7 @@ def test_a_full_batch_of_100_is_accepted(actors, session: Session) -> None:  # t
     assert len(stored(session, user.id)) == 100
 
 
-def test_a_batch_is_one_insert_statement(actors, connection: Connection) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_is_one_insert_statement(actors, components) -> None:  # type: ignore[no-untyped-def]
     user = actors("consumer")
     user.get("/v1/me")  # sign-in writes happen before counting
     statements: list[tuple[str, bool]] = []
@@ -211,11 +211,11 @@ def test_a_batch_is_one_insert_statement(actors, connection: Connection) -> None
     def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
         statements.append((statement, executemany))
 
-    event.listen(connection, "before_cursor_execute", record)
+    event.listen(components.engine, "before_cursor_execute", record)
     try:
         response = post_events(user, [ev(f"e{i}", attributes={"i": str(i)}) for i in range(100)])
     finally:
-        event.remove(connection, "before_cursor_execute", record)
+        event.remove(components.engine, "before_cursor_execute", record)
     assert response.get_json()["accepted"] == 100
     inserts = [s for s in statements if s[0].lstrip().upper().startswith("INSERT INTO EVENTS")]
     assert len(inserts) == 1, [s[0][:80] for s in statements]
@@ -290,7 +290,7 @@ def _user(session: Session, created_at: datetime) -> uuid.UUID:
         updated_at=created_at,
     )
     session.add(user)
-    session.flush()
+    session.commit()
     return user.id
 
 
@@ -314,7 +314,7 @@ def _provider(session: Session, *, active: bool) -> uuid.UUID:
             updated_at=LONG_AGO,
         )
     )
-    session.flush()
+    session.commit()
     return user_id
 
 
@@ -341,7 +341,7 @@ def _booking(
         updated_at=created_at,
     )
     session.add(booking)
-    session.flush()
+    session.commit()
     history = [("requested", created_at), *moves]
     previous = None
     for status, when in history:
@@ -358,7 +358,7 @@ def _booking(
             )
         )
         previous = status
-    session.flush()
+    session.commit()
 
 
 def seed(session: Session) -> None:

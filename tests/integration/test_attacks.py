@@ -36,13 +36,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, text
 
-from api import create_app
 from models import Base
-from services.components import Components, build_components
-from tests.conftest import make_settings
+from services.components import Components
+from tests.conftest import BuildComponents, make_app, make_settings
 from tests.support.actors import Actor, booking_body, profile_body
 from tests.support.bookings import booking_in, ensure_profile
-from tests.support.fakes import FakeGroups, FakePush, FakeStore
+from tests.support.fakes import FakeStore
 
 TABLES = sorted(t.name for t in Base.metadata.sorted_tables)
 
@@ -90,7 +89,6 @@ def _ok(response: Any, status: int = 200) -> dict[str, Any]:
 
 @pytest.fixture
 def world(actors, components: Components, connection: Connection, client: FlaskClient) -> World:  # type: ignore[no-untyped-def]
-    components.groups = FakeGroups()
     consumer, provider, admin = actors("consumer"), actors("provider"), actors("admin")
     # Holding every role but admin: roles alone never make someone a party to an object.
     stranger = actors("consumer", "provider")
@@ -808,17 +806,8 @@ TASKS = ("export", "outbox-drain", "uploads-cleanup", "purge-idempotency-keys")
 SQSD = {"User-Agent": "aws-sqsd/3.0.4", "X-Aws-Sqsd-Taskname": "nightly", "X-Aws-Sqsd-Msgid": "1"}
 
 
-def _app(database_url: str, jwks: Any, sessions: Any, **overrides: str) -> Flask:
-    built = build_components(
-        make_settings(database_url, **overrides),
-        jwks_fetcher=jwks,
-        store=FakeStore(),
-        push=FakePush(),
-    )
-    built.sessions = sessions
-    app = create_app(components=built)
-    app.config["TESTING"] = True
-    return app
+def _app(build: BuildComponents, database_url: str, **overrides: str) -> Flask:
+    return make_app(build(make_settings(database_url, **overrides)))
 
 
 @pytest.mark.parametrize(
@@ -834,9 +823,9 @@ def _app(database_url: str, jwks: Any, sessions: Any, **overrides: str) -> Flask
     ],
 )
 def test_forged_sqsd_requests_are_refused(
-    database_url: str, jwks: Any, sessions: Any, connection: Connection, remote: str, extra: Any
+    build: BuildComponents, database_url: str, connection: Connection, remote: str, extra: Any
 ) -> None:
-    app = _app(database_url, jwks, sessions, WORKER_TASKS_ENABLED="true")
+    app = _app(build, database_url, WORKER_TASKS_ENABLED="true")
     client = app.test_client()
     before = fingerprint(connection)
     for name in TASKS:
@@ -851,9 +840,9 @@ def test_forged_sqsd_requests_are_refused(
 
 
 def test_sqsd_headers_on_a_web_server_find_nothing(
-    database_url: str, jwks: Any, sessions: Any
+    build: BuildComponents, database_url: str
 ) -> None:
-    client = _app(database_url, jwks, sessions).test_client()
+    client = _app(build, database_url).test_client()
     for remote in ("127.0.0.1", "203.0.113.9"):
         for name in TASKS:
             response = client.post(

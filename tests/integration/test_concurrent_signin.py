@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 from models import User
 from services.accounts.auth import Identity
 from services.accounts.users import UserView, sync_user
+from services.base.unit_of_work import UnitOfWork
 
 
 @pytest.fixture
@@ -33,9 +34,12 @@ def test_racing_first_sign_ins_make_one_row(committed: sessionmaker) -> None:
 
     def sign_in() -> None:
         try:
-            with committed() as session:
-                barrier.wait()
-                results.append(sync_user(session, identity=identity))
+            unit = UnitOfWork(writes=False, sessions=committed, read_sessions=committed)
+            barrier.wait()
+            try:
+                results.append(sync_user(unit, identity=identity))
+            finally:
+                unit.close()
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 

@@ -30,8 +30,8 @@ def race(app: Flask, signing_key, sub: str, calls: list[tuple[str, dict]]) -> li
     return sorted(statuses)
 
 
-def test_accept_and_decline_at_once(committed_app: Flask, signing_key, engine: Engine) -> None:  # type: ignore[no-untyped-def]
-    client = committed_app.test_client()
+def test_accept_and_decline_at_once(app: Flask, signing_key, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    client = app.test_client()
     consumer = make_actor(client, signing_key, "consumer")
     provider = make_actor(client, signing_key, "provider")
     ensure_profile(provider)
@@ -42,22 +42,20 @@ def test_accept_and_decline_at_once(committed_app: Flask, signing_key, engine: E
             (f"/v1/bookings/{booking_id}/decline", {}),
             (f"/v1/bookings/{booking_id}/accept", {}),
         ]
-        assert race(committed_app, signing_key, provider.sub, calls) == [200, 409, 409]
+        assert race(app, signing_key, provider.sub, calls) == [200, 409, 409]
         with Session(engine) as check:
             events = check.scalar(select(func.count()).where(BookingEvent.booking_id == booking_id))
         assert events == 2  # requested + exactly one of the racing moves
 
 
-def test_concurrent_messages_get_distinct_numbers(
-    committed_app: Flask, signing_key, engine: Engine
-) -> None:  # type: ignore[no-untyped-def]
-    client = committed_app.test_client()
+def test_concurrent_messages_get_distinct_numbers(app: Flask, signing_key, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    client = app.test_client()
     consumer = make_actor(client, signing_key, "consumer")
     provider = make_actor(client, signing_key, "provider")
     ensure_profile(provider)
     booking_id = booking_in("accepted", consumer, provider)
     calls = [(f"/v1/bookings/{booking_id}/messages", {"body": f"m{i}"}) for i in range(8)]
-    assert race(committed_app, signing_key, consumer.sub, calls) == [201] * 8
+    assert race(app, signing_key, consumer.sub, calls) == [201] * 8
     with Session(engine) as check:
         seqs = check.scalars(select(Message.seq).where(Message.booking_id == booking_id)).all()
     assert sorted(seqs) == list(range(1, 9))

@@ -7,29 +7,17 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy.orm import Session, sessionmaker
 
-from api import create_app
-from services.components import build_components
-from tests.conftest import make_settings
-from tests.support.fakes import FakePush, FakeStore
+from tests.conftest import BuildComponents, make_settings
+from tests.conftest import make_app as app_for
 
 APP_ORIGIN = "https://app.example.com"
 
 
 @pytest.fixture
-def make_app(database_url: str, jwks: Any, sessions: sessionmaker[Session]) -> Callable[..., Flask]:
-    """Apps with their own settings whose writes roll back with the test."""
-    return lambda **overrides: _app(database_url, jwks, sessions, **overrides)
-
-
-def _app(database_url: str, jwks: Any, sessions: sessionmaker[Session], **overrides: str) -> Flask:
-    settings = make_settings(database_url, **overrides)
-    built = build_components(settings, jwks_fetcher=jwks, store=FakeStore(), push=FakePush())
-    built.sessions = sessions
-    app = create_app(components=built)
-    app.config["TESTING"] = True
-    return app
+def make_app(build: BuildComponents, database_url: str) -> Callable[..., Flask]:
+    """Apps with their own settings."""
+    return lambda **overrides: app_for(build(make_settings(database_url, **overrides)))
 
 
 def _preflight(app: Flask, origin: str) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 import pytest
+from flask.testing import FlaskCliRunner
 from sqlalchemy import Engine, create_engine, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,11 +47,11 @@ from models import (
 )
 from models.base import utcnow
 from services.analytics import export
-from services.aws.exports import MIN_CHUNK_BYTES, S3ExportStore
+from services.aws.exports import MIN_CHUNK_BYTES, ExportSink, S3ExportStore
 from services.aws.s3 import S3Store
 from services.base.settings import Settings
-from services.components import build_components
-from tests.conftest import make_settings
+from services.components import Components, build_components
+from tests.conftest import dispose, make_settings
 from tests.support.aws import REGION, emulated_aws
 from tests.support.database import ROOT, fresh_database
 from tests.support.exports import FailingSink, jsonl_rows
@@ -696,14 +697,21 @@ def test_cli_runs_the_export_and_infra_ensure_sets_archival_rules(
 ) -> None:
     url = engine.url.render_as_string(False)
     settings = export_settings(url, export_bucket=BUCKET, uploads_bucket=UPLOADS_BUCKET)
-    built = build_components(
-        settings,
-        jwks_fetcher=FakeJwksFetcher(SigningKey()),
-        store=S3Store(bucket=UPLOADS_BUCKET, region=REGION, kms_key_id=kms_key),
-        exports=S3ExportStore(bucket=BUCKET, region=REGION, kms_key_id=kms_key),
-        push=FakePush(),
-    )
-    runner = create_app(components=built).test_cli_runner()
+    exports = S3ExportStore(bucket=BUCKET, region=REGION, kms_key_id=kms_key)
+    built: list[Components] = []
+
+    def cli(settings: Settings, exports: ExportSink) -> FlaskCliRunner:
+        components = build_components(
+            settings,
+            jwks_fetcher=FakeJwksFetcher(SigningKey()),
+            store=S3Store(bucket=UPLOADS_BUCKET, region=REGION, kms_key_id=kms_key),
+            exports=exports,
+            push=FakePush(),
+        )
+        built.append(components)
+        return create_app(components=components).test_cli_runner()
+
+    runner = cli(settings, exports)
     try:
         ensured = runner.invoke(args=["infra", "ensure"])
         assert ensured.exit_code == 0, ensured.output
@@ -741,7 +749,7 @@ def test_cli_runs_the_export_and_infra_ensure_sets_archival_rules(
         # Runs cut short by EXPORT_MAX_SECONDS are followed by more until all is out.
         add_events(engine, 30, start=utcnow() - timedelta(minutes=5))
         limited = export_settings(url, export_part_rows=10, export_max_seconds=5)
-        built.settings = limited
+        runner = cli(limited, exports)
         monkeypatch.setattr(export, "run_export", partial(export.run_export, clock=ticking()))
         looped = runner.invoke(args=["export", "run"])
         assert looped.exit_code == 0, looped.output
@@ -750,9 +758,10 @@ def test_cli_runs_the_export_and_infra_ensure_sets_archival_rules(
         assert len(exported_rows(s3, "events")) == 20 + 30
 
         add_events(engine, 3, start=utcnow() - timedelta(minutes=2))  # after the watermark
-        built.exports = FailingSink(built.exports, fail_on_part=1)
+        runner = cli(limited, FailingSink(exports, fail_on_part=1))
         failed = runner.invoke(args=["export", "run"])
         assert failed.exit_code == 1, failed.output
         assert "failed; it can be run again" in failed.output and "simulated" in failed.output
     finally:
-        built.engine.dispose()
+        for components in built:
+            dispose(components)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from models import Booking, IdempotencyKey, Message
 from models.base import utcnow
 from services.base import idempotency
+from services.base.unit_of_work import UnitOfWork
 from tests.support.actors import booking_body, make_actor
 from tests.support.bookings import booking_in, ensure_profile
 
@@ -121,7 +123,7 @@ def test_request_in_progress_is_409_until_it_goes_stale(actors, session: Session
         .where(IdempotencyKey.user_id == consumer_id)
         .values(state="in_progress", locked_at=utcnow(), response_status=None)
     )
-    session.flush()
+    session.commit()
     busy = consumer.post("/v1/bookings", json=body, headers=headers)
     assert busy.status_code == 409
     assert busy.get_json()["type"] == "/problems/idempotency-key-in-use"
@@ -131,7 +133,7 @@ def test_request_in_progress_is_409_until_it_goes_stale(actors, session: Session
         .where(IdempotencyKey.user_id == consumer_id)
         .values(locked_at=utcnow() - idempotency.STALE_AFTER - timedelta(seconds=1))
     )
-    session.flush()
+    session.commit()
     taken = consumer.post("/v1/bookings", json=body, headers=headers)
     assert taken.status_code == 201 and "Idempotent-Replayed" not in taken.headers
     assert taken.get_json()["id"] != first.get_json()["id"]
@@ -143,22 +145,22 @@ def test_expired_key_runs_again(actors, session: Session) -> None:  # type: igno
     body, headers = booking_body(provider.id), key()
     consumer.post("/v1/bookings", json=body, headers=headers)
     session.execute(update(IdempotencyKey).values(expires_at=utcnow() - timedelta(seconds=1)))
-    session.flush()
+    session.commit()
     again = consumer.post("/v1/bookings", json=body, headers=headers)
     assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
     assert count(session, Booking) == 2
 
 
-def test_purge_removes_only_expired_keys(actors, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_purge_removes_only_expired_keys(actors, session: Session, sessions) -> None:  # type: ignore[no-untyped-def]
     consumer, provider = actors("consumer"), actors("provider")
     ensure_profile(provider)
     for _ in range(3):
         consumer.post("/v1/bookings", json=booking_body(provider.id), headers=key())
     assert count(session, IdempotencyKey) == 3
-    removed = idempotency.purge_expired(session, now=utcnow() + timedelta(hours=25))
+    removed = idempotency.purge_expired(sessions, now=utcnow() + timedelta(hours=25))
     assert removed == 3 and count(session, IdempotencyKey) == 0
     consumer.post("/v1/bookings", json=booking_body(provider.id), headers=key())
-    assert idempotency.purge_expired(session) == 0
+    assert idempotency.purge_expired(sessions) == 0
 
 
 @pytest.mark.parametrize("bad", ["", "has space", "x" * 256, "naïve"])
@@ -172,34 +174,31 @@ def test_malformed_key_is_422(actors, bad: str) -> None:  # type: ignore[no-unty
     assert response.get_json()["errors"][0]["field"] == "Idempotency-Key"
 
 
-def test_failed_work_releases_the_key(session: Session, actors) -> None:  # type: ignore[no-untyped-def]
+def test_failed_work_releases_the_key(session: Session, sessions, actors) -> None:  # type: ignore[no-untyped-def]
     user_id = uuid.UUID(actors("consumer").id)
 
-    def crash() -> idempotency.StoredResponse:
+    def crash() -> idempotency.Outcome:
         raise RuntimeError("worker died")
 
+    def run(work: Callable[[], idempotency.Outcome]) -> idempotency.StoredResponse:
+        unit = UnitOfWork(writes=True, sessions=sessions, read_sessions=sessions)
+        try:
+            return idempotency.run(
+                unit, user_id=user_id, key="k", fingerprint="f", ttl=timedelta(hours=1), work=work
+            )
+        finally:
+            unit.close()
+
     with pytest.raises(RuntimeError):
-        idempotency.run(
-            session, user_id=user_id, key="k", fingerprint="f", ttl=timedelta(hours=1), work=crash
-        )
+        run(crash)
     assert count(session, IdempotencyKey) == 0
     outage = idempotency.StoredResponse(503, b"{}", "application/problem+json")
-    assert (
-        idempotency.run(
-            session,
-            user_id=user_id,
-            key="k",
-            fingerprint="f",
-            ttl=timedelta(hours=1),
-            work=lambda: outage,
-        ).status
-        == 503
-    )
+    assert run(lambda: idempotency.Outcome(outage)).status == 503
     assert count(session, IdempotencyKey) == 0
 
 
-def test_concurrent_retries_run_the_work_once(committed_app: Flask, signing_key, engine) -> None:  # type: ignore[no-untyped-def]
-    client = committed_app.test_client()
+def test_concurrent_retries_run_the_work_once(app: Flask, signing_key, engine) -> None:  # type: ignore[no-untyped-def]
+    client = app.test_client()
     consumer = make_actor(client, signing_key, "consumer")
     provider = make_actor(client, signing_key, "provider")
     ensure_profile(provider)
@@ -208,7 +207,7 @@ def test_concurrent_retries_run_the_work_once(committed_app: Flask, signing_key,
     statuses: list[int] = []
 
     def send() -> None:
-        local = make_actor(committed_app.test_client(), signing_key, "consumer", sub=consumer.sub)
+        local = make_actor(app.test_client(), signing_key, "consumer", sub=consumer.sub)
         barrier.wait()
         statuses.append(local.post("/v1/bookings", json=body, headers=headers).status_code)
 
@@ -227,7 +226,7 @@ def test_purge_command(app: Flask, actors, session: Session) -> None:  # type: i
     ensure_profile(provider)
     consumer.post("/v1/bookings", json=booking_body(provider.id), headers=key())
     session.execute(update(IdempotencyKey).values(expires_at=utcnow() - timedelta(seconds=1)))
-    session.flush()
+    session.commit()
     result = app.test_cli_runner().invoke(args=["purge-idempotency-keys"])
     assert result.exit_code == 0, result.output
     assert "removed 1 expired" in result.output

@@ -12,16 +12,14 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from api import create_app
 from models import Event, ExportRun, ExportWatermark
 from models.base import utcnow
 from services.base import idempotency
 from services.base.settings import Settings
-from services.components import Components, build_components
-from tests.conftest import make_settings
+from services.components import Components
+from tests.conftest import BuildComponents, make_app, make_settings
 from tests.support.exports import FakeExportSink, jsonl_rows
-from tests.support.fakes import FakePush, FakeStore
-from tests.support.tokens import FakeJwksFetcher
+from tests.support.fakes import FakeStore
 
 TASKS = ("export", "outbox-drain", "uploads-cleanup", "purge-idempotency-keys")
 SQSD = {"User-Agent": "aws-sqsd/3.0.4", "X-Aws-Sqsd-Taskname": "nightly"}
@@ -34,9 +32,13 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def sink(components: Components) -> FakeExportSink:
-    components.exports = FakeExportSink()
-    return components.exports  # type: ignore[return-value]
+def sink() -> FakeExportSink:
+    return FakeExportSink()
+
+
+@pytest.fixture
+def components(build: BuildComponents, sink: FakeExportSink) -> Components:
+    return build(exports=sink)
 
 
 def task(client: FlaskClient, name: str, *, remote: str = "127.0.0.1", **headers: str) -> Any:
@@ -60,14 +62,8 @@ def export_runs(session: Session) -> list[ExportRun]:
     return list(session.scalars(select(ExportRun).order_by(ExportRun.started_at)))
 
 
-def test_tasks_do_not_exist_unless_enabled(
-    database_url: str, jwks: FakeJwksFetcher, sessions: Any
-) -> None:
-    built = build_components(
-        make_settings(database_url), jwks_fetcher=jwks, store=FakeStore(), push=FakePush()
-    )
-    built.sessions = sessions
-    app = create_app(components=built)
+def test_tasks_do_not_exist_unless_enabled(build: BuildComponents, database_url: str) -> None:
+    app = make_app(build(make_settings(database_url)))
     assert not [r for r in app.url_map.iter_rules() if r.rule.startswith("/internal")]
     client = app.test_client()
     for name in TASKS:

@@ -12,16 +12,16 @@ from typing import Any
 
 import boto3
 import pytest
-from flask import Flask
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Device, Notification, OutboxMessage
 from models.base import utcnow
 from services.aws.sns import SnsPush
-from services.base.db import transaction
+from services.base.unit_of_work import transaction
 from services.components import Components
 from services.messaging import notifications, outbox
+from tests.conftest import BuildComponents, make_app
 from tests.support.actors import make_actor
 from tests.support.aws import REGION, emulated_aws, platform_applications
 from tests.support.bookings import booking_in, ensure_profile
@@ -32,12 +32,20 @@ ANDROID_TOKEN = "fcm-token:" + "b" * 40
 
 
 @pytest.fixture
-def sns(components: Components, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def sns(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with emulated_aws():
-        components.push = SnsPush(region=REGION, applications=platform_applications())
         yield boto3.client("sns", region_name=REGION)
+
+
+@pytest.fixture
+def components(build: BuildComponents, request: pytest.FixtureRequest) -> Components:
+    """With `sns` among a test's fixtures, the app pushes through moto's SNS."""
+    if "sns" not in request.fixturenames:
+        return build()
+    request.getfixturevalue("sns")  # the emulator is up before the adapter is built
+    return build(push=SnsPush(region=REGION, applications=platform_applications()))
 
 
 def device(actor, platform: str = "ios", token: str = IOS_TOKEN, **extra: Any) -> Any:  # type: ignore[no-untyped-def]
@@ -111,7 +119,7 @@ def test_sns_disabled_endpoint_disables_the_device_and_is_not_retried(
     arn = session.get(Device, uuid.UUID(device_id)).endpoint_arn
     sns.set_endpoint_attributes(EndpointArn=arn, Attributes={"Enabled": "false"})
     booking_in("requested", consumer, provider)  # notifies the provider
-    stats = outbox.drain_all(session, components.push)
+    stats = outbox.drain_all(components.sessions, components.push)
     assert (stats.delivered, stats.devices_disabled, stats.retried) == (1, 1, 0)
     assert provider.get("/v1/devices").get_json()["items"][0]["enabled"] is False
 
@@ -176,7 +184,7 @@ def test_inbox_pages(actors) -> None:  # type: ignore[no-untyped-def]
     assert len(seen) == len(set(seen)) == 5
 
 
-def test_providers_notify_their_consumers_only_and_within_a_limit(actors, components) -> None:  # type: ignore[no-untyped-def]
+def test_providers_notify_their_consumers_only_and_within_a_limit(actors, build, settings) -> None:  # type: ignore[no-untyped-def]
     consumer, provider, stranger = actors("consumer"), actors("provider"), actors("consumer")
     ensure_profile(provider)
     booking_in("requested", consumer, provider)
@@ -193,9 +201,10 @@ def test_providers_notify_their_consumers_only_and_within_a_limit(actors, compon
         provider.post("/v1/notifications", json={**note, "user_id": stranger.id}).status_code == 404
     )
     assert stranger.post("/v1/notifications", json=note).status_code == 403
-    components.settings = components.settings.model_copy(
-        update={"provider_notifications_per_hour": 2}
+    limited_app = make_app(
+        build(settings.model_copy(update={"provider_notifications_per_hour": 2}))
     )
+    provider.client = limited_app.test_client()
     assert provider.post("/v1/notifications", json=note).status_code == 201
     limited = provider.post("/v1/notifications", json=note)
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "3600"
@@ -204,9 +213,9 @@ def test_providers_notify_their_consumers_only_and_within_a_limit(actors, compon
 # --- the outbox ------------------------------------------------------------------------------
 
 
-def test_nothing_is_enqueued_for_work_that_rolls_back(actors, session: Session) -> None:  # type: ignore[no-untyped-def]
+def test_nothing_is_enqueued_for_work_that_rolls_back(actors, sessions, session: Session) -> None:  # type: ignore[no-untyped-def]
     user_id = uuid.UUID(actors("consumer").id)
-    with pytest.raises(RuntimeError), transaction(session):
+    with pytest.raises(RuntimeError), transaction(sessions) as session:
         notifications.notify(session, user_id=user_id, kind="k", title="t", body="b", data={})
         raise RuntimeError("the change failed after notifying")
     assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
@@ -219,7 +228,7 @@ def test_payloads_per_platform(actors, push: FakePush, session: Session, compone
     device(provider, "ios", IOS_TOKEN)
     device(provider, "android", ANDROID_TOKEN)
     booking_id = booking_in("requested", consumer, provider)
-    outbox.drain_all(session, components.push)
+    outbox.drain_all(components.sessions, components.push)
     assert len(push.published) == 2
     document = json.loads(push.published[0][1])
     apns = json.loads(document["APNS"])
@@ -257,16 +266,20 @@ def test_sns_outage_loses_nothing_and_delivers_once_after_recovery(
         consumer.post(f"/v1/bookings/{booking_id}/messages", json={"body": "thanks"})
     expected = session.scalar(select(func.count()).select_from(Notification))
     assert expected == 3 * (4 + 1)  # requested, accepted, in_progress, completed + a message
-    first = outbox.drain_all(session, components.push)
+    first = outbox.drain_all(components.sessions, components.push)
     assert (first.delivered, first.retried) == (0, expected)
     pending = session.scalars(select(OutboxMessage)).all()
     assert all(m.attempts == 1 and m.last_error and m.available_at > utcnow() for m in pending)
     # Still down a while later: the backoff doubles.
-    second = outbox.drain(session, components.push, now=utcnow() + timedelta(minutes=10))
+    second = outbox.drain(
+        components.sessions, components.push, now=utcnow() + timedelta(minutes=10)
+    )
     assert second.retried == expected
     assert {m.attempts for m in session.scalars(select(OutboxMessage))} == {2}
     push.down = False
-    recovered = outbox.drain_all(session, components.push, now=utcnow() + timedelta(hours=1))
+    recovered = outbox.drain_all(
+        components.sessions, components.push, now=utcnow() + timedelta(hours=1)
+    )
     assert recovered.delivered == expected
     assert (
         session.scalar(
@@ -284,9 +297,8 @@ def test_sns_outage_loses_nothing_and_delivers_once_after_recovery(
     assert inbox == expected  # each exactly once in an inbox
 
 
-def test_partial_failure_retries_only_the_devices_not_reached(
-    actors, session: Session, components
-) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def flaky() -> FakePush:
     class OneDeviceDown(FakePush):
         def publish(self, *, arn: str, message: str) -> str:
             if self.down and arn == self.broken:
@@ -295,9 +307,15 @@ def test_partial_failure_retries_only_the_devices_not_reached(
                 raise PushUnavailable("one endpoint timing out")
             return super().publish(arn=arn, message=message)
 
-    flaky = OneDeviceDown()
-    components.push = flaky
-    consumer, provider = actors("consumer"), actors("provider")
+    return OneDeviceDown()
+
+
+def test_partial_failure_retries_only_the_devices_not_reached(
+    build, signing_key, session: Session, sessions, flaky
+) -> None:  # type: ignore[no-untyped-def]
+    client = make_app(build(push=flaky)).test_client()
+    consumer = make_actor(client, signing_key, "consumer")
+    provider = make_actor(client, signing_key, "provider")
     ensure_profile(provider)
     device(provider, "ios", IOS_TOKEN)
     device(provider, "android", ANDROID_TOKEN)
@@ -306,24 +324,19 @@ def test_partial_failure_retries_only_the_devices_not_reached(
     ).one()
     flaky.down = True
     booking_in("requested", consumer, provider)
-    assert outbox.drain_all(session, flaky).retried == 1
+    assert outbox.drain_all(sessions, flaky).retried == 1
     flaky.down = False
-    assert outbox.drain_all(session, flaky, now=utcnow() + timedelta(hours=1)).delivered == 1
+    assert outbox.drain_all(sessions, flaky, now=utcnow() + timedelta(hours=1)).delivered == 1
     assert Counter(arn for arn, _ in flaky.published) == dict.fromkeys(flaky.endpoints, 1)
 
 
 def test_two_relays_in_parallel_publish_each_message_once(
-    committed_app: Flask, signing_key, engine: Engine
+    client, signing_key, push: FakePush, sessions: sessionmaker[Session]
 ) -> None:  # type: ignore[no-untyped-def]
-    client = committed_app.test_client()
-    built = committed_app.extensions["trellis"]
-    push = FakePush()
-    built.push = push
     consumer = make_actor(client, signing_key, "consumer")
     consumer.post("/v1/devices", json={"platform": "ios", "token": IOS_TOKEN})
     user_id = uuid.UUID(consumer.id)
-    sessions = sessionmaker(bind=engine, expire_on_commit=False)
-    with sessions() as session, transaction(session):
+    with transaction(sessions) as session:
         for i in range(300):
             notifications.notify(
                 session, user_id=user_id, kind="test", title=f"t{i}", body="b", data={}
@@ -333,9 +346,8 @@ def test_two_relays_in_parallel_publish_each_message_once(
     totals: list[outbox.DrainStats] = []
 
     def relay() -> None:
-        with sessions() as session:
-            barrier.wait()
-            totals.append(outbox.drain_all(session, push, batch=20))
+        barrier.wait()
+        totals.append(outbox.drain_all(sessions, push, batch=20))
 
     threads = [threading.Thread(target=relay) for _ in range(2)]
     for thread in threads:

@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, Response, g
+from flask import Flask, Response
 from flask.testing import FlaskClient
 
 from api import create_app
+from api.context import database_route
 from services.analytics import export
 from services.components import build_components
-from tests.conftest import make_settings
+from tests.conftest import dispose, make_settings
 from tests.support.exports import FakeExportSink
 from tests.support.fakes import FakeGroups, FakePush, FakeStore
 from tests.support.proxy import FaultyProxy
@@ -36,7 +37,7 @@ def pair() -> Iterator[StreamingPair]:
 
 
 class Reader:
-    """A test client whose requests record where their reads went (g.db_route)."""
+    """A test client whose requests record where their database work went."""
 
     def __init__(self, app: Flask, key: SigningKey) -> None:
         self.client: FlaskClient = app.test_client()
@@ -45,7 +46,7 @@ class Reader:
 
         @app.after_request
         def _record(response: Response) -> Response:
-            self.routes.append(g.get("db_route"))
+            self.routes.append(database_route())
             return response
 
     def as_(self, sub: str, method: str, path: str, **kwargs: Any) -> Any:
@@ -88,9 +89,7 @@ def reader_for(
 
     yield make
     for built in built_apps:
-        built.engine.dispose()
-        for replica in built.reads.replicas if built.reads else ():
-            replica.engine.dispose()
+        dispose(built)
 
 
 def _until(check: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
-from api.context import EXTENSION, READ_SESSIONS
+from api.context import EXTENSION
 from models import User
 from models.base import utcnow
 from services.base.db import WriteOnReadSession, build_engine, read_session_factory
@@ -55,10 +55,10 @@ def test_the_connection_is_in_autocommit_mode(read_engine: Engine) -> None:
 
 
 def test_a_get_that_must_create_the_user_writes_on_a_transactional_session(
-    committed_app: object, tokens: object, engine: Engine
+    app: object, tokens: object, engine: Engine
 ) -> None:
     """The first request of a new user is a GET: the user row is created on the primary."""
-    client = committed_app.test_client()  # type: ignore[attr-defined]
+    client = app.test_client()  # type: ignore[attr-defined]
     response = client.get("/v1/me", headers=tokens.header("brand-new"))  # type: ignore[attr-defined]
     assert response.status_code == 200
     with Session(engine) as session:
@@ -66,12 +66,12 @@ def test_a_get_that_must_create_the_user_writes_on_a_transactional_session(
 
 
 def test_a_read_whose_pooled_connection_died_runs_again_on_a_fresh_one(
-    committed_app: object, tokens: object, engine: Engine
+    app: object, tokens: object, engine: Engine
 ) -> None:
     """Read pools skip the `SELECT 1` ping on checkout; a dead connection costs a retry,
     never the caller's answer."""
-    app = committed_app  # type: ignore[assignment]
-    read_engine = app.extensions[READ_SESSIONS].kw["bind"]  # type: ignore[attr-defined]
+    app = app  # type: ignore[assignment]
+    read_engine = app.extensions[EXTENSION].read_sessions.kw["bind"]  # type: ignore[attr-defined]
     assert read_engine.pool._pre_ping is False  # the round trip this saves on every GET
     client = app.test_client()  # type: ignore[attr-defined]
     headers = tokens.header("reader")  # type: ignore[attr-defined]
@@ -83,12 +83,10 @@ def test_a_read_whose_pooled_connection_died_runs_again_on_a_fresh_one(
         assert response.get_json()["id"]
 
 
-def test_writes_keep_the_ping_on_checkout(
-    committed_app: object, tokens: object, engine: Engine
-) -> None:
+def test_writes_keep_the_ping_on_checkout(app: object, tokens: object, engine: Engine) -> None:
     """A write is never run again by Trellis (its client retries with its Idempotency-Key),
     so the write pool still pings: a write after the connections died succeeds."""
-    app = committed_app  # type: ignore[assignment]
+    app = app  # type: ignore[assignment]
     client = app.test_client()  # type: ignore[attr-defined]
     headers = tokens.header("writer")  # type: ignore[attr-defined]
     assert client.patch("/v1/me", json={"display_name": "A"}, headers=headers).status_code == 200

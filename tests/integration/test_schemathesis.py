@@ -47,7 +47,6 @@ from api import create_app
 from services.components import Components, build_components
 from tests.conftest import make_settings
 from tests.support.actors import booking_body, profile_body
-from tests.support.fakes import FakeGroups
 from tests.support.tokens import FakeJwksFetcher, SigningKey, token_for
 
 CALLERS = ("anonymous", "no_roles", "consumer", "provider", "everyone")
@@ -154,7 +153,6 @@ def world(
     connection: Connection,
     signing_key: SigningKey,
 ) -> World:
-    components.groups = FakeGroups()
     world = World(connection)
     for caller, groups in GROUPS.items():
         sub = f"fuzz-{caller}"

@@ -24,7 +24,6 @@ import pytest
 from sqlalchemy.orm import Session
 
 from models import ProviderProfile, User
-from services.base.db import deferred_commit
 from services.base.errors import ValidationFailed
 from services.base.pagination import Page
 from services.marketplace import providers
@@ -111,25 +110,24 @@ def seed_providers(
     """`count` providers (`at` these places) through the service, so category rows are its own."""
     users = [User(cognito_sub=f"ref-{uuid.uuid4().hex}", roles=["providers"]) for _ in range(count)]
     session.add_all(users)
-    session.flush()
+    session.commit()
     refs: list[Ref] = []
     taken: list[tuple[float, float]] = []
-    with deferred_commit(session):  # one savepoint for all of them, not one each
-        for user in users:
-            lat, lng = at[len(taken)] if at else _location(rng, taken)
-            taken.append((lat, lng))
-            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-            bio = " ".join(rng.choices(WORDS, k=rng.randint(0, 7)))
-            categories = rng.sample(SLUGS, rng.randint(1, 3))
-            data = ProfileInput(name, bio, categories, lat, lng, 10.0, 2500, "EUR")
-            providers.upsert_profile(session, user_id=user.id, data=data)
-            refs.append(Ref(user.id, name, bio, frozenset(categories), lat, lng, True))
+    for user in users:
+        lat, lng = at[len(taken)] if at else _location(rng, taken)
+        taken.append((lat, lng))
+        name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+        bio = " ".join(rng.choices(WORDS, k=rng.randint(0, 7)))
+        categories = rng.sample(SLUGS, rng.randint(1, 3))
+        data = ProfileInput(name, bio, categories, lat, lng, 10.0, 2500, "EUR")
+        providers.upsert_profile(session, user_id=user.id, data=data)
+        refs.append(Ref(user.id, name, bio, frozenset(categories), lat, lng, True))
     # Providers who lost the role stay in the tables but must never be found.
     inactive = set(rng.sample(range(count), count // 8))
     for i in inactive:
         session.get_one(ProviderProfile, refs[i].id).active = False
         refs[i] = dataclasses.replace(refs[i], active=False)
-    session.flush()
+    session.commit()
     return refs
 
 

@@ -18,6 +18,7 @@ from models import OutboxMessage, SyncRecord
 from services import sync
 from services.base.errors import NotFound
 from services.messaging import outbox
+from tests.conftest import make_app
 from tests.support.actors import make_actor
 from tests.support.fakes import FakePush
 
@@ -100,20 +101,22 @@ def test_delete_dataset(actors) -> None:  # type: ignore[no-untyped-def]
         ("SYNC_MAX_VALUE_BYTES", 16, [replace("a", "x" * 20, 0)], "limit_value_bytes"),
     ],
 )
-def test_limits_are_422_naming_the_limit(app: Flask, actors, setting, value, batch, code) -> None:  # type: ignore[no-untyped-def]
-    built = app.extensions["trellis"]
-    built.settings = built.settings.model_copy(update={setting.lower(): value})
+def test_limits_are_422_naming_the_limit(
+    build, settings, actors, setting, value, batch, code
+) -> None:  # type: ignore[no-untyped-def]
     user = actors("consumer")
+    limited = settings.model_copy(update={setting.lower(): value})
+    user.client = make_app(build(limited)).test_client()
     response = user.post(PATH, json={"records": batch})
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["code"] == code
     assert user.get(f"{PATH}?since=0").status_code == 404  # nothing was created either
 
 
-def test_dataset_count_limit(app: Flask, actors) -> None:  # type: ignore[no-untyped-def]
-    built = app.extensions["trellis"]
-    built.settings = built.settings.model_copy(update={"sync_max_datasets": 2})
+def test_dataset_count_limit(build, settings, actors) -> None:  # type: ignore[no-untyped-def]
     user = actors("consumer")
+    limited = settings.model_copy(update={"sync_max_datasets": 2})
+    user.client = make_app(build(limited)).test_client()
     for name in ("one", "two"):
         assert (
             user.post(
@@ -125,10 +128,10 @@ def test_dataset_count_limit(app: Flask, actors) -> None:  # type: ignore[no-unt
     assert third.status_code == 422 and third.get_json()["errors"][0]["code"] == "limit_datasets"
 
 
-def test_removing_frees_room(app: Flask, actors) -> None:  # type: ignore[no-untyped-def]
-    built = app.extensions["trellis"]
-    built.settings = built.settings.model_copy(update={"sync_max_records": 1})
+def test_removing_frees_room(build, settings, actors) -> None:  # type: ignore[no-untyped-def]
     user = actors("consumer")
+    limited = settings.model_copy(update={"sync_max_records": 1})
+    user.client = make_app(build(limited)).test_client()
     user.post(PATH, json={"records": [replace("a", 1, 0)]})
     assert user.post(PATH, json={"records": [replace("b", 1, 0)]}).status_code == 422
     assert (
@@ -166,7 +169,7 @@ def test_other_devices_get_a_silent_push(
     phone = user.post("/v1/devices", json={"platform": "ios", "token": "a" * 64}).get_json()["id"]
     user.post("/v1/devices", json={"platform": "android", "token": "fcm:" + "b" * 40})
     user.post(PATH, json={"device_id": phone, "records": [replace("k", 1, 0)]})
-    outbox.drain_all(session, components.push)
+    outbox.drain_all(components.sessions, components.push)
     assert len(push.published) == 1  # the tablet only, not the phone that made the change
     document = json.loads(push.published[0][1])
     fcm = json.loads(document["GCM"])["fcmV1Message"]["message"]
@@ -175,11 +178,9 @@ def test_other_devices_get_a_silent_push(
     assert session.scalars(select(OutboxMessage)).one().delivered_at is not None
 
 
-def test_two_devices_racing_on_one_record(
-    committed_app: Flask, signing_key, engine: Engine
-) -> None:  # type: ignore[no-untyped-def]
+def test_two_devices_racing_on_one_record(app: Flask, signing_key, engine: Engine) -> None:  # type: ignore[no-untyped-def]
     sub = f"sync-{uuid.uuid4().hex[:8]}"
-    make_actor(committed_app.test_client(), signing_key, "consumer", sub=sub).post(
+    make_actor(app.test_client(), signing_key, "consumer", sub=sub).post(
         PATH, json={"records": [replace("shared", "v0", 0)]}
     )
     for round_ in range(5):
@@ -193,7 +194,7 @@ def test_two_devices_racing_on_one_record(
             barrier: threading.Barrier = barrier,
             results: list[tuple[int, dict]] = results,
         ) -> None:
-            device = make_actor(committed_app.test_client(), signing_key, "consumer", sub=sub)
+            device = make_actor(app.test_client(), signing_key, "consumer", sub=sub)
             barrier.wait()
             response = device.post(PATH, json={"records": [replace("shared", value, seen)]})
             results.append((response.status_code, response.get_json()))
@@ -211,14 +212,14 @@ def test_two_devices_racing_on_one_record(
 
 
 def test_parallel_batches_keep_counts_strictly_increasing(
-    committed_app: Flask, signing_key, engine: Engine
+    app: Flask, signing_key, engine: Engine
 ) -> None:  # type: ignore[no-untyped-def]
     sub = f"sync-{uuid.uuid4().hex[:8]}"
     counts: list[int] = []
     lock = threading.Lock()
 
     def device(number: int) -> None:
-        actor = make_actor(committed_app.test_client(), signing_key, "consumer", sub=sub)
+        actor = make_actor(app.test_client(), signing_key, "consumer", sub=sub)
         for i in range(10):
             response = actor.post(PATH, json={"records": [replace(f"d{number}-{i}", i, 0)]})
             assert response.status_code == 200, response.get_data(as_text=True)

@@ -14,24 +14,33 @@ from sqlalchemy.orm import Session
 
 from models import Upload, User
 from models.base import utcnow
-from services import uploads
-from services.aws.s3 import S3Store
-from services.components import Components
+from services.aws.s3 import ObjectStore, S3Store
+from tests.conftest import make_app, make_settings
+from tests.support.actors import make_actor
 from tests.support.aws import REGION, emulated_aws
 from tests.support.bookings import booking_in, ensure_profile
+from tests.support.fakes import FakeStore
 
 BUCKET = "trellis-uploads-test"
 
 
 @pytest.fixture
-def s3(components: Components, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with emulated_aws():
-        store = S3Store(bucket=BUCKET, region=REGION, kms_key_id=None)
-        store.ensure_bucket(cors_origins=["*"])
-        components.store = store
         yield boto3.client("s3", region_name=REGION)
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> ObjectStore:
+    """With `s3` among a test's fixtures, the app stores in moto's S3."""
+    if "s3" not in request.fixturenames:
+        return FakeStore()
+    request.getfixturevalue("s3")  # the emulator is up before the adapter is built
+    store = S3Store(bucket=BUCKET, region=REGION, kms_key_id=None)
+    store.ensure_bucket(cors_origins=["*"])
+    return store
 
 
 def start(actor, **overrides: Any) -> Any:  # type: ignore[no-untyped-def]
@@ -181,7 +190,7 @@ def test_cleanup_removes_abandoned_pending_uploads(app, actors, s3, session: Ses
         .where(Upload.id == uuid.UUID(old["id"]))
         .values(created_at=utcnow() - timedelta(days=2))
     )
-    session.flush()
+    session.commit()
     result = app.test_cli_runner().invoke(args=["uploads", "cleanup"])
     assert result.exit_code == 0 and "removed 1" in result.output, result.output
     assert user.get(f"/v1/uploads/{old['id']}").status_code == 404
@@ -192,15 +201,13 @@ def test_cleanup_removes_abandoned_pending_uploads(app, actors, s3, session: Ses
     )
 
 
-def test_s3_down_presign_still_works_complete_is_503(
-    actors, components: Components, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+def test_s3_down_presign_still_works_complete_is_503(build, signing_key, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # Real adapter whose every request fails: presigning is local, HEAD needs S3.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
-    components.store = S3Store(bucket=BUCKET, region=REGION, kms_key_id="alias/trellis")
-    user = actors("consumer")
+    store = S3Store(bucket=BUCKET, region=REGION, kms_key_id="alias/trellis")
+    user = make_actor(make_app(build(store=store)).test_client(), signing_key, "consumer")
     created = start(user)
     assert created.status_code == 201
     fields = created.get_json()["upload"]["fields"]
@@ -209,16 +216,15 @@ def test_s3_down_presign_still_works_complete_is_503(
     assert response.status_code == 503 and "Retry-After" in response.headers
 
 
-def test_custom_limits_from_settings(actors, s3, components: Components) -> None:  # type: ignore[no-untyped-def]
-    components.upload_limits = {
-        **uploads.DEFAULT_LIMITS,
-        "avatar": uploads.UploadLimit(100, frozenset({"image/png"})),
-    }
-    assert start(actors("consumer"), size_bytes=101).status_code == 422
-    assert start(actors("consumer"), size_bytes=100).status_code == 201
+def test_custom_limits_from_settings(build, database_url, signing_key, s3) -> None:  # type: ignore[no-untyped-def]
+    avatar = '{"avatar": {"max_bytes": 100, "content_types": ["image/png"]}}'
+    custom = make_settings(database_url, UPLOAD_LIMITS=avatar)
+    user = make_actor(make_app(build(custom)).test_client(), signing_key, "consumer")
+    assert start(user, size_bytes=101).status_code == 422
+    assert start(user, size_bytes=100).status_code == 201
 
 
-def test_infra_ensure_sets_the_bucket_up(s3) -> None:  # type: ignore[no-untyped-def]
+def test_infra_ensure_sets_the_bucket_up(s3, store) -> None:  # type: ignore[no-untyped-def]
     block = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
     assert all(block.values())
     rule = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"][0]
