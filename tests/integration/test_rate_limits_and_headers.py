@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import pytest
 import redis
 from flask import Flask
 
-from api import create_app
-from services.components import build_components
-from tests.conftest import make_settings
+from tests.conftest import BuildComponents, make_app, make_settings
 from tests.support.actors import make_actor
-from tests.support.fakes import FakePush, FakeStore
-from tests.support.tokens import FakeJwksFetcher
 
 REDIS = "redis://127.0.0.1:6379/0"
 
 
-def limited_app(database_url: str, signing_key, redis_url: str | None, **limits: str) -> Flask:  # type: ignore[no-untyped-def]
-    settings = make_settings(
-        database_url,
-        REDIS_URL=redis_url or "",
-        RATE_LIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex[:8]}",
-        **limits,
-    )
-    built = build_components(
-        settings, jwks_fetcher=FakeJwksFetcher(signing_key), store=FakeStore(), push=FakePush()
-    )
-    app = create_app(components=built)
-    app.config["TESTING"] = True
-    return app
+@pytest.fixture
+def limited_app(build: BuildComponents, database_url: str) -> Callable[..., Flask]:
+    """`limited_app(redis_url, RATE_LIMIT_...="2/minute")`: an app with its own limits."""
+
+    def make(redis_url: str | None, **limits: str) -> Flask:
+        settings = make_settings(
+            database_url,
+            REDIS_URL=redis_url or "",
+            RATE_LIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex[:8]}",
+            **limits,
+        )
+        return make_app(build(settings))
+
+    return make
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +36,8 @@ def redis_server() -> None:
     assert redis.Redis.from_url(REDIS).ping(), "Redis must run at 127.0.0.1:6379 (see .ci/run)"
 
 
-def test_per_user_limit_on_redis(database_url: str, signing_key, redis_server) -> None:  # type: ignore[no-untyped-def]
-    app = limited_app(database_url, signing_key, REDIS, RATE_LIMIT_DEFAULT="3/minute")
+def test_per_user_limit_on_redis(limited_app, signing_key, redis_server) -> None:  # type: ignore[no-untyped-def]
+    app = limited_app(REDIS, RATE_LIMIT_DEFAULT="3/minute")
     alice = make_actor(app.test_client(), signing_key, "consumer")
     bob = make_actor(app.test_client(), signing_key, "consumer")
     statuses = [alice.get("/v1/me").status_code for _ in range(4)]
@@ -54,10 +52,8 @@ def test_per_user_limit_on_redis(database_url: str, signing_key, redis_server) -
     assert keys, "the counters live in Redis"
 
 
-def test_anonymous_callers_are_limited_per_address(
-    database_url: str, signing_key, redis_server
-) -> None:  # type: ignore[no-untyped-def]
-    app = limited_app(database_url, signing_key, REDIS, RATE_LIMIT_ANONYMOUS="2/minute")
+def test_anonymous_callers_are_limited_per_address(limited_app, signing_key, redis_server) -> None:  # type: ignore[no-untyped-def]
+    app = limited_app(REDIS, RATE_LIMIT_ANONYMOUS="2/minute")
     client = app.test_client()
     here = {"REMOTE_ADDR": "203.0.113.7"}
     there = {"REMOTE_ADDR": "198.51.100.9"}
@@ -72,24 +68,47 @@ def test_anonymous_callers_are_limited_per_address(
     assert client.get("/v1/me", headers=garbage, environ_base=here).status_code == 429
 
 
-def test_tighter_limit_on_uploads(database_url: str, signing_key, redis_server) -> None:  # type: ignore[no-untyped-def]
-    app = limited_app(database_url, signing_key, REDIS, RATE_LIMIT_UPLOADS="2/minute")
+TIGHTER_ROUTES = {
+    "create upload": ("RATE_LIMIT_UPLOADS", "/v1/uploads", {"purpose": "avatar"}),
+    "complete upload": ("RATE_LIMIT_UPLOADS", f"/v1/uploads/{uuid.uuid4()}/complete", None),
+    "register device": ("RATE_LIMIT_NOTIFICATIONS", "/v1/devices", {"platform": "ios"}),
+    "send notification": ("RATE_LIMIT_NOTIFICATIONS", "/v1/notifications", {"title": "t"}),
+}
+
+
+@pytest.mark.parametrize("route", TIGHTER_ROUTES)
+def test_each_tighter_limit_holds_on_its_route(  # type: ignore[no-untyped-def]
+    limited_app, signing_key, redis_server, route: str
+) -> None:
+    """The third call within the minute is refused whatever the first two answered (the
+    limit counts before the route runs); the caller's other routes keep the default."""
+    setting, path, body = TIGHTER_ROUTES[route]
+    app = limited_app(REDIS, **{setting: "2/minute"})
+    user = make_actor(app.test_client(), signing_key, "consumer", "provider")
+    statuses = [user.post(path, json=body).status_code for _ in range(3)]
+    assert 429 not in statuses[:2] and statuses[2] == 429, statuses
+    refused = user.post(path, json=body)
+    assert refused.mimetype == "application/problem+json" and "Retry-After" in refused.headers
+    assert user.get("/v1/me").status_code == 200  # only this route is tighter
+
+
+def test_routes_share_no_tighter_budget(limited_app, signing_key, redis_server) -> None:  # type: ignore[no-untyped-def]
+    app = limited_app(REDIS, RATE_LIMIT_UPLOADS="2/minute")
     user = make_actor(app.test_client(), signing_key, "consumer")
     body = {"purpose": "avatar", "content_type": "image/png", "size_bytes": 10}
     assert [user.post("/v1/uploads", json=body).status_code for _ in range(3)] == [201, 201, 429]
-    assert user.get("/v1/me").status_code == 200  # only the upload route is tighter
+    complete = f"/v1/uploads/{uuid.uuid4()}/complete"
+    assert user.post(complete).status_code == 404  # its own counter, not the create route's
 
 
-def test_redis_down_falls_back_to_memory_and_keeps_serving(database_url: str, signing_key) -> None:  # type: ignore[no-untyped-def]
-    app = limited_app(
-        database_url, signing_key, "redis://127.0.0.1:1/0", RATE_LIMIT_DEFAULT="3/minute"
-    )
+def test_redis_down_falls_back_to_memory_and_keeps_serving(limited_app, signing_key) -> None:  # type: ignore[no-untyped-def]
+    app = limited_app("redis://127.0.0.1:1/0", RATE_LIMIT_DEFAULT="3/minute")
     user = make_actor(app.test_client(), signing_key, "consumer")
     assert [user.get("/v1/me").status_code for _ in range(4)] == [200, 200, 200, 429]
 
 
-def test_503_keeps_its_own_retry_after(signing_key) -> None:  # type: ignore[no-untyped-def]
-    app = limited_app("postgresql://postgres@127.0.0.1:1/down", signing_key, None)
+def test_503_keeps_its_own_retry_after(build) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(build(make_settings("postgresql://postgres@127.0.0.1:1/down")))
     response = app.test_client().get("/readyz")
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
 

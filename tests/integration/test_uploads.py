@@ -115,17 +115,29 @@ def test_right_file_becomes_ready_and_the_avatar(actors, s3, session: Session) -
     assert upload["upload"]["fields"]["key"] in url and "X-Amz-Signature=" in url
 
 
+@pytest.mark.parametrize("idempotency_key", [None, "complete-once"])
 @pytest.mark.parametrize(("size", "content_type"), [(999, "image/png"), (1234, "image/jpeg")])
-def test_wrong_file_is_deleted_and_422(actors, s3, size: int, content_type: str) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_file_is_deleted_and_422(  # type: ignore[no-untyped-def]
+    actors, s3, session: Session, size: int, content_type: str, idempotency_key: str | None
+) -> None:
+    """The rejection is kept (row rejected, object gone) with and without Idempotency-Key:
+    a refusal the service returns is committed before the 422 is answered."""
     user = actors("consumer")
     upload = start(user).get_json()
     key = upload["upload"]["fields"]["key"]
     put(s3, key, size, content_type)
-    response = user.post(f"/v1/uploads/{upload['id']}/complete")
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    complete = f"/v1/uploads/{upload['id']}/complete"
+    response = user.post(complete, headers=headers)
     assert response.status_code == 422
+    assert response.get_json()["errors"][0]["code"] in ("size_mismatch", "type_mismatch")
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount") == 0
+    assert session.get(Upload, uuid.UUID(upload["id"])).status == "rejected"
     assert user.get(f"/v1/uploads/{upload['id']}").get_json()["status"] == "rejected"
-    assert user.post(f"/v1/uploads/{upload['id']}/complete").status_code == 409
+    if idempotency_key:  # the retry replays the refusal; the row stays rejected
+        replay = user.post(complete, headers=headers)
+        assert replay.status_code == 422 and replay.headers["Idempotent-Replayed"] == "true"
+    assert user.post(complete).status_code == 409
 
 
 def test_complete_before_upload_is_422_and_stays_pending(actors, s3) -> None:  # type: ignore[no-untyped-def]
