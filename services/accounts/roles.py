@@ -74,10 +74,15 @@ def _directory_user(session: Session, user_id: uuid.UUID) -> User:
 
 
 def _call(operation: object, user: User, role: str) -> None:
+    """Change the group of the Cognito user Trellis knows: the username, checked against the
+    recorded sub (a username freed by a deleted user may belong to someone else now)."""
     try:
-        operation(user.cognito_username, GROUP_OF[role])  # type: ignore[operator]
+        operation(user.cognito_username, GROUP_OF[role], sub=user.cognito_sub)  # type: ignore[operator]
     except UnknownDirectoryUser:
-        raise NotFound("The user no longer exists in Cognito.") from None
+        raise NotFound(
+            "This user no longer exists in Cognito: their Cognito account was deleted (its "
+            "username may now belong to someone else), so nothing was changed."
+        ) from None
     except DirectoryUnavailable as exc:
         raise Unavailable("Cognito is not reachable; retry shortly.") from exc
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -14,17 +14,28 @@ class DirectoryUnavailable(Exception):
 
 
 class UnknownDirectoryUser(Exception):
-    """Cognito has no such user."""
+    """Cognito has no user with this username and sub: the user was deleted, and the
+    username may since belong to another Cognito user (a new sub)."""
 
 
 class GroupDirectory(Protocol):
-    def add_to_group(self, username: str, group: str) -> None: ...
+    """Group changes address a user by username (Cognito's admin APIs know no other way) and
+    carry the sub Trellis recorded for them: the change applies only to the Cognito user that
+    has that sub now, never to whoever took the username since (UnknownDirectoryUser)."""
 
-    def remove_from_group(self, username: str, group: str) -> None: ...
+    def add_to_group(self, username: str, group: str, *, sub: str) -> None: ...
+
+    def remove_from_group(self, username: str, group: str, *, sub: str) -> None: ...
 
 
 class CognitoGroups:
-    """AdminAddUserToGroup / AdminRemoveUserFromGroup on one pool; the client is built lazily."""
+    """AdminGetUser (is the user behind the username still the one with this sub?), then
+    AdminAddUserToGroup / AdminRemoveUserFromGroup on one pool; the client is built lazily.
+
+    Cognito cannot make the check and the change one operation: a user deleted and replaced
+    by one of the same username in the milliseconds between the two calls would still get
+    the change. Usernames are only reused after someone deletes the old account, so that
+    window is as narrow as it can be made without Cognito's help."""
 
     def __init__(self, *, user_pool_id: str, region: str, timeout_seconds: float = 5.0) -> None:
         self._pool = user_pool_id
@@ -36,20 +47,34 @@ class CognitoGroups:
             max_attempts=2,
         )
 
-    def add_to_group(self, username: str, group: str) -> None:
-        self._call("admin_add_user_to_group", username, group)
+    def add_to_group(self, username: str, group: str, *, sub: str) -> None:
+        self._verify(username, sub)
+        self._call("admin_add_user_to_group", Username=username, GroupName=group)
 
-    def remove_from_group(self, username: str, group: str) -> None:
-        self._call("admin_remove_user_from_group", username, group)
+    def remove_from_group(self, username: str, group: str, *, sub: str) -> None:
+        self._verify(username, sub)
+        self._call("admin_remove_user_from_group", Username=username, GroupName=group)
 
-    def _call(self, operation: str, username: str, group: str) -> None:
+    def _verify(self, username: str, sub: str) -> None:
+        answer = self._call("admin_get_user", Username=username)
+        attributes = answer.get("UserAttributes") if isinstance(answer, dict) else None
+        if not isinstance(attributes, list):
+            raise DirectoryUnavailable("admin_get_user answered without UserAttributes")
+        current = next(
+            (a.get("Value") for a in attributes if isinstance(a, dict) and a.get("Name") == "sub"),
+            None,
+        )
+        if not isinstance(current, str) or not current:
+            raise DirectoryUnavailable("admin_get_user answered without the user's sub")
+        if current != sub:
+            raise UnknownDirectoryUser(f"{username} now belongs to another Cognito user")
+
+    def _call(self, operation: str, **arguments: str) -> Any:
         try:
-            getattr(self._cognito(), operation)(
-                UserPoolId=self._pool, Username=username, GroupName=group
-            )
+            return getattr(self._cognito(), operation)(UserPoolId=self._pool, **arguments)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "UserNotFoundException":
-                raise UnknownDirectoryUser(username) from exc
+                raise UnknownDirectoryUser(arguments.get("Username")) from exc
             raise DirectoryUnavailable(f"{operation} failed: {exc}") from exc
         except TRANSPORT_ERRORS as exc:
             raise DirectoryUnavailable(f"{operation} failed: {exc}") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -11,12 +12,13 @@ from moto import mock_aws
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import ProviderProfile, RoleChange
+from models import ProviderProfile, RoleChange, User
 from services.aws.cognito import CognitoGroups, DirectoryUnavailable, GroupDirectory
 from tests.conftest import make_app
 from tests.support.actors import Actor, make_actor
 from tests.support.bookings import ensure_profile
 from tests.support.fakes import FakeGroups
+from tests.support.tokens import token_for
 
 
 @pytest.fixture
@@ -41,19 +43,36 @@ def groups(request: pytest.FixtureRequest) -> GroupDirectory:
     return CognitoGroups(user_pool_id=pool, region="us-east-1")
 
 
-def in_cognito(cognito: Any, actor: Actor) -> Actor:
+@dataclass
+class CognitoActor(Actor):
+    """An actor as Cognito signs them in: the token's sub is the one Cognito gave the user,
+    its username the Cognito username (unlike plain actors, whose username is their sub)."""
+
+    username: str = ""
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        token = token_for(self.key, self.sub, groups=self.groups, username=self.username)
+        return {"Authorization": f"Bearer {token}", **extra}
+
+
+def in_cognito(cognito: Any, actor: Actor, username: str | None = None) -> CognitoActor:
+    """Creates the actor's Cognito user (named after their sub unless `username` is given) in
+    their groups; the actor returned signs in as that user, with the sub Cognito gave it."""
+    username = username or actor.sub
     cognito.admin_create_user(
-        UserPoolId=cognito.pool_id, Username=actor.sub, MessageAction="SUPPRESS"
+        UserPoolId=cognito.pool_id, Username=username, MessageAction="SUPPRESS"
     )
     for group in actor.groups:
         cognito.admin_add_user_to_group(
-            UserPoolId=cognito.pool_id, Username=actor.sub, GroupName=group
+            UserPoolId=cognito.pool_id, Username=username, GroupName=group
         )
-    return actor
+    user = cognito.admin_get_user(UserPoolId=cognito.pool_id, Username=username)
+    sub = next(a["Value"] for a in user["UserAttributes"] if a["Name"] == "sub")
+    return CognitoActor(actor.client, actor.key, sub, list(actor.groups), username=username)
 
 
-def groups_of(cognito: Any, actor: Actor) -> set[str]:
-    listed = cognito.admin_list_groups_for_user(UserPoolId=cognito.pool_id, Username=actor.sub)
+def groups_of(cognito: Any, actor: CognitoActor) -> set[str]:
+    listed = cognito.admin_list_groups_for_user(UserPoolId=cognito.pool_id, Username=actor.username)
     return {g["GroupName"] for g in listed["Groups"]}
 
 
@@ -132,7 +151,7 @@ def test_admin_cannot_remove_their_own_admin_role(actors, cognito) -> None:  # t
 
 def test_cognito_outage_is_503_and_records_nothing(build, signing_key, session: Session) -> None:  # type: ignore[no-untyped-def]
     class Down:
-        def add_to_group(self, username: str, group: str) -> None:
+        def add_to_group(self, username: str, group: str, *, sub: str) -> None:
             raise DirectoryUnavailable("simulated")
 
         remove_from_group = add_to_group
@@ -143,3 +162,44 @@ def test_cognito_outage_is_503_and_records_nothing(build, signing_key, session: 
     response = admin.post(f"/v1/admin/users/{user.id}/roles", json={"role": "provider"})
     assert response.status_code == 503 and "Retry-After" in response.headers
     assert session.scalars(select(RoleChange)).all() == []
+
+
+# --- a deleted Cognito user's username taken by someone else ----------------------------
+
+
+def test_a_role_change_never_lands_on_whoever_took_a_deleted_users_username(  # type: ignore[no-untyped-def]
+    actors, cognito, session: Session
+) -> None:
+    admin = actors("admin")
+    alice = in_cognito(cognito, actors("consumer"), username="alice")
+    alice_id = alice.id  # signed in: Trellis records her sub and username
+    cognito.admin_delete_user(UserPoolId=cognito.pool_id, Username="alice")
+    gone = admin.post(f"/v1/admin/users/{alice_id}/roles", json={"role": "admin"})
+    assert gone.status_code == 404, gone.get_data(as_text=True)
+    # A new Cognito user takes the username: same name, another sub.
+    newcomer = in_cognito(cognito, actors("consumer"), username="alice")
+    assert newcomer.sub != alice.sub
+    granted = admin.post(f"/v1/admin/users/{alice_id}/roles", json={"role": "admin"})
+    assert granted.status_code == 404, granted.get_data(as_text=True)
+    assert granted.mimetype == "application/problem+json"
+    assert "no longer exists in Cognito" in granted.get_json()["detail"]
+    revoked = admin.delete(f"/v1/admin/users/{alice_id}/roles/consumer")
+    assert revoked.status_code == 404, revoked.get_data(as_text=True)
+    assert "no longer exists in Cognito" in revoked.get_json()["detail"]
+    # The newcomer was neither made an admin nor lost the consumers group; nothing recorded.
+    assert groups_of(cognito, newcomer) == {"consumers"}
+    assert session.scalars(select(RoleChange)).all() == []
+    row = session.get(User, alice_id)
+    assert row is not None and row.role_revocations == {} and row.roles == ["consumer"]
+
+
+def test_the_fake_directory_tells_a_replaced_user_apart(actors, groups: FakeGroups) -> None:  # type: ignore[no-untyped-def]
+    admin, user = actors("admin"), actors("consumer")
+    assert (
+        admin.post(f"/v1/admin/users/{user.id}/roles", json={"role": "provider"}).status_code == 200
+    )
+    assert (user.sub, "providers") in groups.members
+    groups.replace_user(user.sub)  # the actors' username is their sub
+    assert admin.post(f"/v1/admin/users/{user.id}/roles", json={"role": "admin"}).status_code == 404
+    assert admin.delete(f"/v1/admin/users/{user.id}/roles/provider").status_code == 404
+    assert groups.members == set()

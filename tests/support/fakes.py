@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from services.aws.cognito import UnknownDirectoryUser
 from services.aws.s3 import PresignedPost, StorageUnavailable, StoredObject
 from services.aws.sns import EndpointGone, PushUnavailable
 
@@ -76,12 +77,34 @@ class FakePush:
 
 @dataclass
 class FakeGroups:
-    """Cognito groups in memory: role grants and revocations never leave the process."""
+    """Cognito groups in memory: role grants and revocations never leave the process.
+
+    Models Cognito users minimally, as username -> sub: a username seen for the first time
+    belongs to the sub its caller gives. `replace_user` deletes the user and lets a new one
+    (a new sub) take the username; `delete_user` deletes it. A change for a username whose
+    user no longer has the sub given raises UnknownDirectoryUser, as CognitoGroups does."""
 
     members: set[tuple[str, str]] = field(default_factory=set)
+    users: dict[str, str | None] = field(default_factory=dict)  # username -> sub (None: gone)
 
-    def add_to_group(self, username: str, group: str) -> None:
+    def add_to_group(self, username: str, group: str, *, sub: str) -> None:
+        self._check(username, sub)
         self.members.add((username, group))
 
-    def remove_from_group(self, username: str, group: str) -> None:
+    def remove_from_group(self, username: str, group: str, *, sub: str) -> None:
+        self._check(username, sub)
         self.members.discard((username, group))
+
+    def replace_user(self, username: str) -> str:
+        """The user is deleted and a new one signs up with the same username: its sub."""
+        self.delete_user(username)
+        sub = self.users[username] = f"sub-{uuid.uuid4().hex[:12]}"
+        return sub
+
+    def delete_user(self, username: str) -> None:
+        self.users[username] = None
+        self.members = {(u, g) for u, g in self.members if u != username}
+
+    def _check(self, username: str, sub: str) -> None:
+        if self.users.setdefault(username, sub) != sub:
+            raise UnknownDirectoryUser(username)
