@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import Select, and_, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
-from models import Device, SyncDataset, SyncRecord
+from models import Device, SyncDataset, SyncRecord, User
 from models.base import utcnow
 from services.base.db import insert_ignoring_conflict
 from services.base.errors import Conflict, FieldError, NotFound, ValidationFailed
@@ -215,6 +215,17 @@ def _lock_dataset(
         .with_for_update()
         .execution_options(populate_existing=True)
     )
+    dataset = session.scalar(query)
+    if dataset is not None:
+        return dataset
+    # A new dataset: count the user's, then insert. Concurrent creations (in any worker)
+    # must not all count below the limit and all insert, so they take turns on the user's
+    # row in `users` (FOR NO KEY UPDATE, held until the request ends; foreign-key checks
+    # of other transactions on the row are not blocked). Under READ COMMITTED each
+    # statement after the lock sees what the previous holder committed: the dataset may
+    # exist by now (a second device creating the same one), else the count is current.
+    # SQLite (local mode) ignores the clause and lets one writer in at a time anyway.
+    session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
     dataset = session.scalar(query)
     if dataset is not None:
         return dataset

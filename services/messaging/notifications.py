@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from models import Booking, Notification
+from models import Booking, Notification, User
 from models.base import utcnow
 from services.accounts.users import UserView
 from services.base.errors import NotFound, RateLimited
@@ -97,6 +97,15 @@ def send_from_provider(
     )
     if related is None:
         raise NotFound("No consumer with this id has a booking with you.")
+    # Count, then insert: two requests (in any worker) must not both count N-1 and both
+    # insert. The sender's own row in `users` serialises them: FOR NO KEY UPDATE, held until
+    # the request commits or rolls back, taken right before the count (nothing slow and no
+    # network call follows: the push waits in the outbox). Under READ COMMITTED the count
+    # that follows the lock sees what the previous holder committed. The sender's row and
+    # not the consumer's: a provider racing their own requests slows only themselves, and
+    # NO KEY UPDATE leaves the foreign-key checks of other transactions on the row alone.
+    # SQLite (local mode) ignores the clause and lets one writer in at a time anyway.
+    session.execute(select(User.id).where(User.id == sender.id).with_for_update(key_share=True))
     since = utcnow() - timedelta(hours=1)
     sent = session.scalar(
         select(func.count())
