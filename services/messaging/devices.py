@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models import Device
@@ -15,6 +15,8 @@ from services.accounts.users import UserView
 from services.aws.sns import PushGateway, PushUnavailable
 from services.base.db import insert_ignoring_conflict
 from services.base.errors import NotFound, Unavailable
+
+ATTEMPTS = 3  # rounds of a delete that keeps losing to a re-registration of the same token
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,16 +91,39 @@ def list_devices(session: Session, *, user_id: uuid.UUID) -> list[DeviceView]:
 def delete_device(
     session: Session, push: PushGateway, *, user_id: uuid.UUID, device_id: uuid.UUID
 ) -> None:
-    """Deletes the SNS endpoint too; 404 unless the device is the user's."""
-    device = session.get(Device, device_id, with_for_update=True)
-    if device is None or device.user_id != user_id:
-        raise NotFound("No such device.")
-    try:
-        push.unregister(device.endpoint_arn)
-    except PushUnavailable as exc:
-        raise Unavailable("Push service unreachable; retry the delete shortly.") from exc
-    session.delete(device)
-    session.flush()
+    """Deletes the SNS endpoint, then the row; 404 unless the device is the user's.
+
+    No row is locked while SNS is called: the device is read without a lock, its endpoint
+    deleted, and then the row deleted by one conditional DELETE, only if it is still the
+    user's and still names that endpoint. A row thus goes only after its endpoint: an SNS
+    outage is 503 and the device stays. Concurrent changes to the row:
+    - the same token registered again and given a new endpoint: that one is deleted in turn
+      (at most ATTEMPTS rounds, then 503: retry);
+    - the row deleted by a concurrent delete: done, 204;
+    - the token moved to another user (a resold phone): no longer this user's device, done.
+      The other user's row may then name the endpoint just deleted: their pushes find it
+      gone, the device is disabled, and their app's next registration creates a new one.
+    """
+    for attempt in range(ATTEMPTS):
+        arn = session.scalar(
+            select(Device.endpoint_arn).where(Device.id == device_id, Device.user_id == user_id)
+        )
+        if arn is None:
+            if attempt == 0:
+                raise NotFound("No such device.")
+            return  # deleted, or given to another user, since our last read
+        try:
+            push.unregister(arn)
+        except PushUnavailable as exc:
+            raise Unavailable("Push service unreachable; retry the delete shortly.") from exc
+        deleted = session.execute(
+            delete(Device).where(
+                Device.id == device_id, Device.user_id == user_id, Device.endpoint_arn == arn
+            )
+        )
+        if deleted.rowcount:  # type: ignore[attr-defined]
+            return
+    raise Unavailable("The device keeps being registered again; retry the delete shortly.")
 
 
 def _view(d: Device) -> DeviceView:

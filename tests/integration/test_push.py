@@ -357,3 +357,20 @@ def test_two_relays_in_parallel_publish_each_message_once(
     ids = outbox_ids(push)
     assert len(ids) == 300 and len(set(ids)) == 300
     assert sum(t.delivered for t in totals) == 300
+
+
+def test_an_sns_outage_on_delete_is_503_and_keeps_the_device(
+    actors, push: FakePush, session: Session
+) -> None:  # type: ignore[no-untyped-def]
+    user = actors("consumer")
+    device_id = device(user).get_json()["id"]
+    arn = session.get(Device, uuid.UUID(device_id)).endpoint_arn
+    push.down = True
+    refused = user.delete(f"/v1/devices/{device_id}")
+    assert refused.status_code == 503 and "Retry-After" in refused.headers
+    assert [d["id"] for d in user.get("/v1/devices").get_json()["items"]] == [device_id]
+    assert arn in push.endpoints
+    push.down = False  # SNS is back: the retry deletes the endpoint, then the row
+    assert user.delete(f"/v1/devices/{device_id}").status_code == 204
+    assert arn not in push.endpoints
+    assert user.get("/v1/devices").get_json()["items"] == []
