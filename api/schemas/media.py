@@ -6,9 +6,24 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from api.schemas.common import Line, PageQuery, StrictModel, Text
+from services.messaging.notifications import (
+    RESERVED_DATA_KEYS,
+    RESERVED_KEY_CODE,
+    RESERVED_KEY_MESSAGE,
+    reserved_data_key,
+)
 
 Purpose = Literal["avatar", "booking_attachment", "provider_document"]
 MediaType = Annotated[
@@ -93,13 +108,42 @@ DataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 DataValue = Line(500, min_length=0)
 
 
+def _no_key_trellis_sets(value: object, handler: ValidatorFunctionWrapHandler) -> dict[str, str]:
+    """Refuse each key Trellis writes itself (deep_link...), in any spelling, as 422
+    naming `data.<key>`: the link of a provider's notification is Trellis's to make."""
+    data: dict[str, str] = handler(value)
+    reserved = [key for key in data if reserved_data_key(key)]
+    if reserved:
+        raise ValidationError.from_exception_data(
+            "data",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        RESERVED_KEY_CODE, "{key} " + RESERVED_KEY_MESSAGE, {"key": key}
+                    ),
+                    loc=(key,),
+                    input=data[key],
+                )
+                for key in reserved
+            ],
+        )
+    return data
+
+
 class NotificationCreate(StrictModel):
     user_id: uuid.UUID = Field(description="a consumer who has a booking with you")
     # A push title is one line; its body wraps and may break lines.
     title: Line(100) = Field(examples=["Running 10 minutes late"])  # type: ignore[valid-type]
     body: Text(1000, min_length=1) = Field(examples=["Traffic on the A100, sorry!"])  # type: ignore[valid-type]
-    data: dict[DataKey, DataValue] = Field(  # type: ignore[valid-type]
-        default_factory=dict, max_length=20
+    data: Annotated[dict[DataKey, DataValue], WrapValidator(_no_key_trellis_sets)] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        max_length=20,
+        description=(
+            "string values for the app. Trellis adds `booking_id` and `deep_link` (your "
+            "newest booking with the consumer); "
+            + ", ".join(f"`{key}`" for key in sorted(RESERVED_DATA_KEYS))
+            + " are Trellis's and refused in any spelling (case, `_`, `-`, `.`)"
+        ),
     )
 
 

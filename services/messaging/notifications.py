@@ -12,9 +12,28 @@ from sqlalchemy.orm import Session
 from models import Booking, Notification, User
 from models.base import utcnow
 from services.accounts.users import UserView
-from services.base.errors import NotFound, RateLimited
+from services.base.errors import FieldError, NotFound, RateLimited, ValidationFailed
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.messaging import outbox
+
+# Keys Trellis itself writes: into a provider notification's data (booking_id, deep_link:
+# the booking the two share) and into every push (kind, notification_id, outbox_id:
+# outbox.sns_message). A provider's data holds none of them, in no spelling an app could
+# read as the same key (outbox.key_form): a provider must not send a phone to a page of
+# theirs ("pay now") nor pass for Trellis.
+RESERVED_DATA_KEYS = frozenset(
+    {"booking_id", outbox.DEEP_LINK_KEY, "kind", "notification_id", "outbox_id"}
+)
+_RESERVED_FORMS = frozenset(outbox.key_form(key) for key in RESERVED_DATA_KEYS)
+RESERVED_KEY_MESSAGE = (
+    "is set by Trellis, not by the sender: Trellis links the notification to the booking "
+    f"you share ({', '.join(sorted(RESERVED_DATA_KEYS))} are reserved, in any spelling)"
+)
+RESERVED_KEY_CODE = "reserved_key"
+
+
+def reserved_data_key(key: str) -> bool:
+    return outbox.key_form(key) in _RESERVED_FORMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +84,7 @@ def booking_changed(session: Session, booking: Booking, *, actor_id: uuid.UUID, 
     data = {
         "booking_id": str(booking.id),
         "status": booking.status,
-        "deep_link": f"trellis://bookings/{booking.id}",
+        "deep_link": outbox.deep_link("bookings", booking.id),
     }
     for recipient in {booking.consumer_id, booking.provider_id} - {actor_id}:
         notify(
@@ -89,10 +108,19 @@ def send_from_provider(
     data: dict[str, str],
     per_hour: int,
 ) -> NotificationView:
-    """A provider writes to a consumer they have a booking with; 404 for anyone else."""
+    """A provider writes to a consumer they have a booking with; 404 for anyone else. The
+    notification links to their newest booking; `data` may not hold a key Trellis sets."""
+    reserved = [
+        FieldError(f"data.{key}", f"{key} {RESERVED_KEY_MESSAGE}", RESERVED_KEY_CODE)
+        for key in data
+        if reserved_data_key(key)
+    ]
+    if reserved:  # the API's schema refuses these first; this holds for any other caller
+        raise ValidationFailed("Trellis sets these keys itself; leave them out.", reserved)
     related = session.scalar(
         select(Booking.id)
         .where(Booking.provider_id == sender.id, Booking.consumer_id == user_id)
+        .order_by(Booking.created_at.desc(), Booking.id.desc())
         .limit(1)
     )
     if related is None:
@@ -125,7 +153,11 @@ def send_from_provider(
         kind="provider.message",
         title=title,
         body=body,
-        data=data,
+        data={
+            **data,
+            "booking_id": str(related),
+            "deep_link": outbox.deep_link("bookings", related),
+        },
         sender_id=sender.id,
     )
     session.flush()
@@ -180,7 +212,7 @@ def _view(n: Notification) -> NotificationView:
         n.kind,
         n.title,
         n.body,
-        dict(n.data or {}),
+        outbox.trellis_links_only(dict(n.data or {})),  # rows from before links were checked
         n.sender_id,
         n.read_at is not None,
         n.created_at,

@@ -30,6 +30,41 @@ log = logging.getLogger(__name__)
 PENDING_FLAG = "trellis.outbox_pending"
 BASE_BACKOFF_SECONDS = 2.0
 
+# Trellis's app scheme: the one place it is spelled. Deep links are Trellis's to make
+# (deep_link() below), to its own app only; a push never carries any other (sns_message).
+APP_SCHEME = "trellis"
+DEEP_LINK_PREFIX = f"{APP_SCHEME}://"
+DEEP_LINK_KEY = "deep_link"
+
+
+def deep_link(*path: object) -> str:
+    """Trellis's link to a screen of its app: deep_link("bookings", id) is
+    trellis://bookings/<id>."""
+    return DEEP_LINK_PREFIX + "/".join(str(part) for part in path)
+
+
+def key_form(key: str) -> str:
+    """A data key as an app might read it after renaming (deep_link, deepLink, Deep-Link
+    and DEEPLINK are one key to iOS's convertFromSnakeCase, Gson or a camel-casing JS
+    client): lower case, letters and digits only."""
+    return "".join(c for c in key.lower() if c.isalnum())
+
+
+def trellis_links_only(data: dict[str, str]) -> dict[str, str]:
+    """`data` without a deep link that is not Trellis's: a `deep_link` outside its scheme,
+    or the key in another spelling. Rows written before provider data refused the key,
+    or by a future bug, thus never send a phone elsewhere."""
+    link_form = key_form(DEEP_LINK_KEY)
+    kept = {}
+    for key, value in data.items():
+        if key_form(key) == link_form and not (
+            key == DEEP_LINK_KEY and value.startswith(DEEP_LINK_PREFIX)
+        ):
+            log.warning("deep link dropped: not Trellis's", extra={"key": key[:64]})
+            continue
+        kept[key] = value
+    return kept
+
 
 def enqueue(
     session: Session,
@@ -170,7 +205,7 @@ def _unread(session: Session, user_id: uuid.UUID) -> int:
 def sns_message(platform: str, message: OutboxMessage, badge: int) -> str:
     """SNS MessageStructure=json: an APNs and an FCM (HTTP v1) payload, built per platform."""
     payload = message.payload
-    data = {str(k): str(v) for k, v in dict(payload.get("data") or {}).items()}
+    data = trellis_links_only({str(k): str(v) for k, v in dict(payload.get("data") or {}).items()})
     data |= {"outbox_id": str(message.id), "kind": str(payload.get("kind", ""))}
     if message.notification_id:
         data["notification_id"] = str(message.notification_id)
