@@ -60,6 +60,9 @@ def register_rate_limits(app: Flask) -> Limiter:
     )
     limiter = Limiter(caller_key, application_limits=[_application_limit])
     limiter.init_app(app)
+    # The decorated views hold the limiter only weakly; disabled, init_app registers no
+    # hook that would keep it alive, and a limited route would then fail with a 500.
+    app.extensions["trellis.limiter"] = limiter
     for name in EXEMPT:
         if name in app.view_functions:
             app.view_functions[name] = limiter.exempt(app.view_functions[name])

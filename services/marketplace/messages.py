@@ -16,6 +16,7 @@ from services.accounts.users import UserView
 from services.base.errors import Forbidden, NotFound, ValidationFailed
 from services.base.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
 from services.marketplace.bookings import lock_booking, party_of
+from services.messaging import outbox
 from services.messaging.notifications import notify
 
 
@@ -54,7 +55,7 @@ def post_message(
         data={
             "booking_id": str(booking_id),
             "message_id": str(message.id),
-            "deep_link": f"trellis://bookings/{booking_id}/messages",
+            "deep_link": outbox.deep_link("bookings", booking_id, "messages"),
         },
         sender_id=sender.id,
     )

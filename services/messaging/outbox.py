@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Device, Notification, OutboxMessage
@@ -121,8 +121,13 @@ def drain(
             .limit(batch)
             .with_for_update(skip_locked=True)
         ).all()
+        gone: set[uuid.UUID] = set()
         for message in due:
-            _deliver(session, push, message, now, max_backoff_seconds, stats)
+            _deliver(session, push, message, now, max_backoff_seconds, stats, gone)
+        # Disabled last, just before the commit: an UPDATE mid-batch would hold the device
+        # rows locked through every later SNS call, and a device delete would wait on it.
+        if gone:
+            session.execute(update(Device).where(Device.id.in_(gone)).values(enabled=False))
     return stats
 
 
@@ -143,12 +148,13 @@ def _deliver(
     now: datetime,
     max_backoff: float,
     stats: DrainStats,
+    gone: set[uuid.UUID],
 ) -> None:
     done = set(message.delivered_to)
     devices = session.scalars(
         select(Device).where(Device.user_id == message.user_id, Device.enabled)
     ).all()
-    pending = [d for d in devices if str(d.id) not in done]
+    pending = [d for d in devices if str(d.id) not in done and d.id not in gone]
     # The badge needs a count query: only for an alert actually going out.
     badge = (
         _unread(session, message.user_id) if pending and not message.payload.get("silent") else 0
@@ -161,7 +167,7 @@ def _deliver(
             )
             done.add(str(device.id))
         except EndpointGone:
-            device.enabled = False  # uninstalled or token revoked: never retry this one
+            gone.add(device.id)  # uninstalled or token revoked: never retry this one
             stats.devices_disabled += 1
         except PushUnavailable as exc:
             error = str(exc)[:1000]

@@ -373,6 +373,7 @@ def expected_web(dr: bool) -> dict[str, set[str]]:
         "sns:SetEndpointAttributes": endpoints,
         "sns:DeleteEndpoint": endpoints,
         "sns:Publish": endpoints,
+        "cognito-idp:AdminGetUser": {POOL_ARN},
         "cognito-idp:AdminAddUserToGroup": {POOL_ARN},
         "cognito-idp:AdminRemoveUserFromGroup": {POOL_ARN},
         "secretsmanager:GetSecretValue": secrets,

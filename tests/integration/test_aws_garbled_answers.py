@@ -68,4 +68,4 @@ def test_s3_delete(garbled: str) -> None:
 def test_cognito_groups(garbled: str) -> None:
     groups = CognitoGroups(user_pool_id="us-east-1_Abc123", region="us-east-1")
     with pytest.raises(DirectoryUnavailable):
-        groups.add_to_group("alice", "providers")
+        groups.add_to_group("alice", "providers", sub="sub-alice")

@@ -261,3 +261,51 @@ def test_a_device_registered_again_meanwhile_loses_its_new_endpoint_too(  # type
     assert response.status_code == 204, response.get_data(as_text=True)
     assert push.deleted == [device.endpoint_arn, renewed] and push.endpoints == {}
     assert session.scalar(select(func.count()).select_from(Device)) == 0
+
+
+def test_the_relay_keeps_no_device_row_locked_while_it_publishes(  # type: ignore[no-untyped-def]
+    build: BuildComponents, signing_key: SigningKey, engine: Engine, session: Session
+) -> None:
+    """A device SNS calls gone is disabled at the end of the relay's batch: while the batch
+    goes on publishing, a request may still lock (e.g. delete) that device's row."""
+    from services.aws.sns import EndpointGone
+    from services.base.unit_of_work import transaction
+    from services.messaging import notifications, outbox
+
+    lock_free: list[bool] = []
+
+    class GoneThenProbe(FakePush):
+        def publish(self, *, arn: str, message: str) -> str:
+            if arn == self.gone_arn:
+                raise EndpointGone(arn)
+            with engine.connect() as other:  # is the gone device's row free right now?
+                other.execute(text("SET lock_timeout = '500ms'"))
+                try:
+                    other.execute(
+                        text("SELECT id FROM devices WHERE endpoint_arn = :arn FOR UPDATE"),
+                        {"arn": self.gone_arn},
+                    )
+                    lock_free.append(True)
+                except Exception:
+                    lock_free.append(False)
+                other.rollback()
+            return super().publish(arn=arn, message=message)
+
+    push = GoneThenProbe()
+    built = build(push=push)
+    client = make_app(built).test_client()
+    uninstalled, installed = (make_actor(client, signing_key, "consumer") for _ in range(2))
+    uninstalled.post("/v1/devices", json={"platform": "ios", "token": IOS_TOKEN})
+    installed.post("/v1/devices", json={"platform": "ios", "token": "d" * 64})
+    push.gone_arn = session.scalar(
+        select(Device.endpoint_arn).where(Device.user_id == uuid.UUID(uninstalled.id))
+    )
+    for actor in (uninstalled, installed):  # the gone device's push due first
+        with transaction(built.sessions) as writer:
+            notifications.notify(
+                writer, user_id=uuid.UUID(actor.id), kind="k", title="t", body="b", data={}
+            )
+    stats = outbox.drain(built.sessions, push)
+    assert stats.devices_disabled == 1 and lock_free == [True]
+    enabled = select(Device.enabled).where(Device.endpoint_arn == push.gone_arn)
+    assert session.scalar(enabled) is False

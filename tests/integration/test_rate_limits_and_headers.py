@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import Callable
 
@@ -90,6 +91,14 @@ def test_each_tighter_limit_holds_on_its_route(  # type: ignore[no-untyped-def]
     refused = user.post(path, json=body)
     assert refused.mimetype == "application/problem+json" and "Retry-After" in refused.headers
     assert user.get("/v1/me").status_code == 200  # only this route is tighter
+
+
+def test_limits_switched_off_leave_every_route_working(limited_app, signing_key) -> None:  # type: ignore[no-untyped-def]
+    app = limited_app(REDIS, RATE_LIMIT_ENABLED="false", RATE_LIMIT_UPLOADS="1/minute")
+    gc.collect()  # the limiter must outlive a collection: its views hold it weakly
+    user = make_actor(app.test_client(), signing_key, "consumer")
+    body = {"purpose": "avatar", "content_type": "image/png", "size_bytes": 10}
+    assert [user.post("/v1/uploads", json=body).status_code for _ in range(3)] == [201] * 3
 
 
 def test_routes_share_no_tighter_budget(limited_app, signing_key, redis_server) -> None:  # type: ignore[no-untyped-def]
