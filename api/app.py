@@ -8,6 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from api import (
     admin,
     analytics,
+    blocks,
     bookings,
     dashboard,
     health,
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         me.bp,
         providers.bp,
         bookings.bp,
+        blocks.bp,
         media.bp,
         sync.bp,
         admin.bp,

@@ -75,7 +75,8 @@ def _booking(view: bookings.BookingView) -> Booking:
     idempotent=True,
 )
 def create_booking(body: BookingCreate) -> Response:
-    """Needs the consumer role. The provider must offer the category; the time must be ahead."""
+    """Needs the consumer role. The provider must offer the category; the time must be ahead.
+    403 (`/problems/blocked`) once either of you blocked the other."""
     data = bookings.NewBooking(
         provider_id=body.provider_id,
         category=body.category,
@@ -184,7 +185,8 @@ def cancel_booking(booking_id: uuid.UUID, body: CancelRequest) -> Booking:
     errors=(403,),
 )
 def post_message(booking_id: uuid.UUID, body: MessageCreate) -> Message:
-    """Only the two parties; admins may read but not write (403)."""
+    """Only the two parties, and not once either blocked the other (403,
+    `/problems/blocked`); admins may read but not write (403)."""
     view = messages.post_message(
         unit().session, booking_id=booking_id, sender=current_user(), body=body.body
     )

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from services.base.errors import (
+    Blocked,
     Conflict,
     Forbidden,
     InvalidToken,
@@ -38,6 +39,7 @@ _TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
     KeyReused: (422, "/problems/idempotency-key-reused", "Idempotency-Key reused"),
     SyncConflict: (409, "/problems/sync-conflict", "Records changed on the server"),
     NotFound: (404, "/problems/not-found", "Not found"),
+    Blocked: (403, "/problems/blocked", "Blocked"),
     Forbidden: (403, "/problems/forbidden", "Forbidden"),
     Conflict: (409, "/problems/conflict", "Conflict"),
     ValidationFailed: (422, "/problems/validation-failed", "Request validation failed"),

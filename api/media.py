@@ -190,7 +190,8 @@ def delete_device(device_id: uuid.UUID) -> None:
     errors=(404, 429),
 )
 def send_notification(body: NotificationCreate) -> Notification:
-    """Providers only; 404 for anyone who has no booking with you; rate-limited per consumer."""
+    """Providers only; 404 for anyone who has no booking with you, 403 (`/problems/blocked`)
+    once either of you blocked the other; rate-limited per consumer."""
     view = notifications.send_from_provider(
         unit().session,
         sender=current_user(),

@@ -89,6 +89,7 @@ def search_providers(query: ProviderSearch) -> ProviderPage:
     """Active providers by category, distance from a point (nearest first) and words.
 
     `lat` and `lng` go together; `radius_km` (default 25) applies when they are given.
+    Providers you blocked, or who blocked you, are left out.
     """
     if (query.lat is None) != (query.lng is None):
         missing = "lat" if query.lat is None else "lng"
@@ -105,6 +106,7 @@ def search_providers(query: ProviderSearch) -> ProviderPage:
         text=query.q,
         cursor=query.cursor,
         limit=query.limit,
+        viewer=current_user().id,
     )
     items = [ProviderHit(**_public(v), distance_km=v.distance_km) for v in page.items]
     return ProviderPage(items=items, next_cursor=page.next_cursor)
@@ -113,5 +115,9 @@ def search_providers(query: ProviderSearch) -> ProviderPage:
 @bp.get("/providers/<uuid:provider_id>")
 @endpoint(summary="A provider's public profile", tags=("providers",), response=Provider)
 def get_provider(provider_id: uuid.UUID) -> Provider:
-    """With `rating_average` and `rating_count`; 404 for unknown or inactive providers."""
-    return Provider(**_public(providers.get_provider(unit().session, provider_id=provider_id)))
+    """With `rating_average` and `rating_count`; 404 for unknown or inactive providers, and
+    for one you blocked or who blocked you."""
+    view = providers.get_provider(
+        unit().session, provider_id=provider_id, viewer_id=current_user().id
+    )
+    return Provider(**_public(view))

@@ -340,8 +340,9 @@ def captured_statements(engine: Engine) -> Iterator[list[str]]:
 
 def search_sql(engine: Engine, **kwargs: Any) -> tuple[str, Page[Any]]:
     """Call the real service and return the one SELECT it ran, with its page."""
+    # A signed-in viewer, as every request has: the statement carries its block anti-joins.
     arguments = {"category": None, "near": None, "text": None, "cursor": None, "limit": 20}
-    arguments.update(kwargs)
+    arguments.update(viewer=uuid.uuid4(), **kwargs)
     with captured_statements(engine) as statements, Session(engine) as session:
         page = providers.search(session, **arguments)
         session.rollback()

@@ -1,5 +1,6 @@
 """SQLAlchemy 2 typed tables. Importing this package registers every table on Base.metadata."""
 
+from models.accounts import Block
 from models.analytics import Event, ExportRun, ExportWatermark
 from models.base import Base
 from models.idempotency import IdempotencyKey
@@ -18,6 +19,7 @@ from models.user import User
 
 __all__ = [
     "Base",
+    "Block",
     "Booking",
     "BookingEvent",
     "Device",

@@ -21,6 +21,11 @@ class Forbidden(TrellisError):
     """The caller is known but not allowed to do this."""
 
 
+class Blocked(Forbidden):
+    """One of two users blocked the other: nothing new may pass between them. The detail
+    says what the caller cannot do, never which of the two blocked."""
+
+
 class Conflict(TrellisError):
     """The request clashes with the current state of the object."""
 

@@ -31,8 +31,16 @@ from sqlalchemy.orm import Session
 
 from models import Booking, BookingEvent
 from models.base import utcnow
+from services.accounts.blocks import either_blocked
 from services.accounts.users import UserView
-from services.base.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from services.base.errors import (
+    Blocked,
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+)
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.marketplace.providers import require_active_provider
 from services.messaging.notifications import booking_changed
@@ -133,8 +141,11 @@ def party_of(booking: Parties, user: UserView) -> Party | None:
 
 
 def create_booking(session: Session, *, consumer: UserView, data: NewBooking) -> BookingView:
-    """A consumer asks a provider for a service at a time and place."""
+    """A consumer asks a provider for a service at a time and place; 403 (Blocked) if
+    either of the two blocked the other."""
     profile = require_active_provider(session, data.provider_id)
+    if either_blocked(session, consumer.id, data.provider_id):
+        raise Blocked("You cannot book this provider.")
     problems = []
     if data.provider_id == consumer.id:
         problems.append(FieldError("provider_id", "you cannot book yourself", "self_booking"))

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from models import Booking, Message
 from models.base import utcnow
+from services.accounts.blocks import no_block_between
 from services.accounts.users import UserView
-from services.base.errors import Forbidden, NotFound, ValidationFailed
+from services.base.errors import Blocked, Forbidden, NotFound, ValidationFailed
 from services.base.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
 from services.marketplace.bookings import lock_booking, party_of
 from services.messaging import outbox
@@ -40,7 +41,8 @@ class MessagePage:
 def post_message(
     session: Session, *, booking_id: uuid.UUID, sender: UserView, body: str
 ) -> MessageView:
-    """Only the two parties write; admins read. The booking row lock orders the numbers."""
+    """Only the two parties write, and not once either blocked the other (403 Blocked);
+    admins read. The booking row lock orders the numbers."""
     now = utcnow()
     booking = _take_next_seq(session, booking_id, sender, now)
     message = MessageView(uuid.uuid4(), booking_id, booking.last_message_seq, sender.id, body, now)
@@ -64,12 +66,15 @@ def post_message(
 
 
 def _take_next_seq(session: Session, booking_id: uuid.UUID, sender: UserView, now: datetime) -> Any:
-    """The booking's next message number, taken under its row lock by a party (one UPDATE
-    ... RETURNING); 404 if the sender may not see the booking, 403 for an admin."""
+    """The booking's next message number, taken under its row lock by a party while neither
+    party blocked the other (one UPDATE ... RETURNING); 404 if the sender may not see the
+    booking, 403 for a blocked party or an admin."""
     params = {"booking_id": booking_id, "sender_id": sender.id, "now": now}
     booking = session.execute(_TAKE_SEQ, params).one_or_none()
     if booking is None:
-        lock_booking(session, booking_id, sender)  # 404 unless the sender may see it
+        found = lock_booking(session, booking_id, sender)  # 404 unless the sender may see it
+        if party_of(found, sender) in ("consumer", "provider"):
+            raise Blocked("You cannot message this user.")
         raise Forbidden("Admins can read a booking's messages but not write them.")
     return booking
 
@@ -136,6 +141,8 @@ def _take_seq_statement() -> Update:
         .where(
             b.c.id == bindparam("booking_id", type_=b.c.id.type),
             or_(b.c.consumer_id == sender, b.c.provider_id == sender),
+            # Two primary-key probes of `blocks` for the one booking row.
+            no_block_between(b.c.consumer_id, b.c.provider_id),
         )
         .values(
             last_message_seq=b.c.last_message_seq + 1,

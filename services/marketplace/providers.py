@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from models import ProviderCategory, ProviderProfile, User
+from services.accounts.blocks import either_blocked, no_block_between
 from services.base.errors import FieldError, NotFound, ValidationFailed
 from services.base.pagination import Page, decode_cursor, invalid_cursor, page_of, scope_of
 
@@ -116,10 +117,11 @@ def own_profile(session: Session, *, user_id: uuid.UUID) -> ProviderView:
     return _view(profile)
 
 
-def get_provider(session: Session, *, provider_id: uuid.UUID) -> ProviderView:
-    """An active provider's public profile; inactive or unknown ones are 404."""
+def get_provider(session: Session, *, provider_id: uuid.UUID, viewer_id: uuid.UUID) -> ProviderView:
+    """An active provider's public profile; inactive or unknown ones are 404, and so is one
+    the viewer blocked or who blocked the viewer."""
     profile = session.get(ProviderProfile, provider_id)
-    if profile is None or not profile.active:
+    if profile is None or not profile.active or either_blocked(session, viewer_id, provider_id):
         raise NotFound("No such provider.")
     return _view(profile)
 
@@ -139,10 +141,13 @@ def search(
     text: str | None,
     cursor: str | None,
     limit: int,
+    viewer: uuid.UUID | None = None,
 ) -> Page[ProviderView]:
-    """Active providers matching every filter given: nearest first with a point, else by id."""
+    """Active providers matching every filter given: nearest first with a point, else by id.
+    Providers the viewer blocked, or who blocked the viewer, are left out (None: nobody's
+    blocks apply, for tools)."""
     scope = scope_of("providers", category, near, text)
-    params: dict[str, Any] = {"category": category, "n": limit + 1}
+    params: dict[str, Any] = {"category": category, "n": limit + 1, "viewer": viewer}
     if text:
         # The database lowercases both sides, so they agree on every letter (Greek, Turkish...).
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -212,7 +217,11 @@ def _search_query(by_category: bool, by_text: bool, box: str | None, paged: bool
     """The search statement for one shape of filters, built once (building the distance
     expression per request cost more than running it); values are bound at execution."""
     p = _PROFILES
-    query: Select[Any] = select(*_VIEW_COLUMNS).where(p.c.active)
+    viewer = bindparam("viewer", type_=p.c.user_id.type)
+    # Two anti-joins on the blocks indexes; nothing to scan while the viewer has no blocks.
+    query: Select[Any] = select(*_VIEW_COLUMNS).where(
+        p.c.active, no_block_between(viewer, p.c.user_id)
+    )
     lat_col, lng_col = p.c.lat, p.c.lng
     if by_category:
         c = _CATEGORIES

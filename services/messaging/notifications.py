@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from models import Booking, Notification, User
 from models.base import utcnow
+from services.accounts.blocks import either_blocked
 from services.accounts.users import UserView
-from services.base.errors import FieldError, NotFound, RateLimited, ValidationFailed
+from services.base.errors import Blocked, FieldError, NotFound, RateLimited, ValidationFailed
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.messaging import outbox
 
@@ -108,8 +109,9 @@ def send_from_provider(
     data: dict[str, str],
     per_hour: int,
 ) -> NotificationView:
-    """A provider writes to a consumer they have a booking with; 404 for anyone else. The
-    notification links to their newest booking; `data` may not hold a key Trellis sets."""
+    """A provider writes to a consumer they have a booking with; 404 for anyone else, 403
+    (Blocked) once either blocked the other. The notification links to their newest
+    booking; `data` may not hold a key Trellis sets."""
     reserved = [
         FieldError(f"data.{key}", f"{key} {RESERVED_KEY_MESSAGE}", RESERVED_KEY_CODE)
         for key in data
@@ -125,6 +127,8 @@ def send_from_provider(
     )
     if related is None:
         raise NotFound("No consumer with this id has a booking with you.")
+    if either_blocked(session, sender.id, user_id):
+        raise Blocked("You cannot notify this user.")
     # Count, then insert: two requests (in any worker) must not both count N-1 and both
     # insert. The sender's own row in `users` serialises them: FOR NO KEY UPDATE, held until
     # the request commits or rolls back, taken right before the count (nothing slow and no

@@ -12,7 +12,9 @@ The rules, per route family:
   decided per path argument in `OBJECT_ROUTE_RULES`: routes gated by role *before* any lookup
   (`/v1/admin/users/{user_id}/...`, admins only) answer `403` to everyone without the role,
   and the provider directory (`/v1/providers/{provider_id}`) is public to every signed-in
-  user by design (read-only: no route changes a provider through its id).
+  user by design (read-only: no route changes a provider through its id). `ROUTE_RULES`
+  overrides one route whose argument means something else (`DELETE /v1/blocks/{user_id}`
+  lifts the caller's own block: `404` when they have none, whoever else blocked that user).
 * **Bodies** are `extra="forbid"`: a field the client may not set is a `422` naming it, and
   the request has no effect.
 * **Injection and size**: never a `5xx`; refused requests change nothing; text that is
@@ -137,6 +139,11 @@ OBJECT_ROUTE_RULES = {
     "user_id": 403,  # /v1/admin/...: gated on the admin role before any lookup
     "provider_id": 200,  # the public provider directory: read-only for every signed-in user
 }
+# Routes whose argument means something else there than in OBJECT_ROUTE_RULES.
+ROUTE_RULES = {
+    # The caller's own block of that user: someone else's block of them is "no such block".
+    "/v1/blocks/<uuid:user_id>": 404,
+}
 STRANGER_BODIES = {
     "cancel": {"reason": "Plans changed"},
     "decline": {"reason": "Busy"},
@@ -176,6 +183,8 @@ def test_every_object_route_has_a_rule(app: Flask) -> None:
 
 
 def test_a_stranger_cannot_reach_any_object(app: Flask, world: World) -> None:
+    # A block of the consumer (ids["user_id"]) that is not the stranger's to lift.
+    admins_block = _ok(world.admin.post("/v1/blocks", json={"user_id": world.consumer.id}), 201)
     before = fingerprint(world.connection)
     ids = {**world.ids, "booking_id": world.ids["accepted"]}
     for method, rule, argument in object_routes(app):
@@ -186,7 +195,7 @@ def test_a_stranger_cannot_reach_any_object(app: Flask, world: World) -> None:
             targets += [world.ids["requested"], world.ids["completed"]]
         for target in targets:
             response = call(world.stranger, method, fill(rule, argument, target))
-            expected = OBJECT_ROUTE_RULES[argument]
+            expected = ROUTE_RULES.get(rule, OBJECT_ROUTE_RULES[argument])
             label = (method, rule, response.get_data(as_text=True))
             assert response.status_code == expected, label
             if expected == 404:
@@ -206,6 +215,7 @@ def test_a_stranger_cannot_reach_any_object(app: Flask, world: World) -> None:
     note = next(n for n in notes if n["id"] == world.ids["notification_id"])
     assert note["read"] is False
     assert _ok(consumer.get(f"/v1/bookings/{world.ids['accepted']}"))["status"] == "accepted"
+    assert _ok(world.admin.get("/v1/blocks"))["items"] == [admins_block]
 
 
 def test_the_public_provider_entry_leaks_nothing_private(world: World) -> None:
@@ -333,6 +343,9 @@ BODY_CASES = {
             "device_id": "phone-1",
             "records": [{"op": "replace", "key": "theme", "value": "dark", "sync_count": 0}],
         },
+    ),
+    "block": BodyCase(
+        "consumer", "POST", lambda i: "/v1/blocks", lambda w: {"user_id": w.stranger.id}
     ),
     "grant_role": BodyCase(
         "admin",

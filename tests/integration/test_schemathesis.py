@@ -188,6 +188,9 @@ def world(
         "provider_id": users["provider"],
         "category": "cleaning",
         "scheduled_at": booking_body(users["provider"])["scheduled_at"],
+        # A user who exists, so POST /v1/blocks gets past its 404 (a provider's notification
+        # to them is still 404: nobody has a booking with themselves).
+        "user_id": users["provider"],
     }
     world.ids = {
         "booking_id": bookings,
