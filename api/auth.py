@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import g, request
 
 from api.context import components, unit
 from api.errors import MissingToken
 from services.accounts.auth import Identity
 from services.accounts.users import UserView, sync_user
-from services.base.errors import Forbidden, InvalidToken, TrellisError
+from services.base.errors import (
+    Forbidden,
+    InvalidToken,
+    ReauthenticationRequired,
+    TrellisError,
+)
 
 
 def _bearer_token() -> str:
@@ -45,6 +52,15 @@ def authenticate(roles: tuple[str, ...] = ()) -> UserView:
     if roles and not set(user.roles).intersection(roles):
         raise Forbidden(f"This needs one of the roles: {', '.join(sorted(roles))}.")
     return user
+
+
+def require_recent_sign_in(max_age_seconds: int) -> None:
+    """401 (reauthentication required) unless the caller signed in at most `max_age_seconds`
+    ago: the token's `auth_time`, which refreshing the token does not move. A token without
+    one cannot show a recent sign-in."""
+    auth_time = verified_identity().auth_time
+    if auth_time is None or time.time() - auth_time > max_age_seconds:
+        raise ReauthenticationRequired(max_age_seconds)
 
 
 def current_user() -> UserView:

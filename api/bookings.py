@@ -76,7 +76,8 @@ def _booking(view: bookings.BookingView) -> Booking:
 )
 def create_booking(body: BookingCreate) -> Response:
     """Needs the consumer role. The provider must offer the category; the time must be ahead.
-    403 (`/problems/blocked`) once either of you blocked the other."""
+    403 (`/problems/blocked`) once either of you blocked the other; 409
+    (`/problems/account-deletion-scheduled`) while your account's deletion is scheduled."""
     data = bookings.NewBooking(
         provider_id=body.provider_id,
         category=body.category,
@@ -186,7 +187,9 @@ def cancel_booking(booking_id: uuid.UUID, body: CancelRequest) -> Booking:
 )
 def post_message(booking_id: uuid.UUID, body: MessageCreate) -> Message:
     """Only the two parties, and not once either blocked the other (403,
-    `/problems/blocked`); admins may read but not write (403)."""
+    `/problems/blocked`); admins may read but not write (403). 409
+    `/problems/account-deleted` once the other party scheduled their account's deletion,
+    `/problems/account-deletion-scheduled` while yours is."""
     view = messages.post_message(
         unit().session, booking_id=booking_id, sender=current_user(), body=body.body
     )
@@ -228,7 +231,8 @@ def list_messages(booking_id: uuid.UUID, query: MessageQuery) -> MessagePage:
     errors=(403, 409),
 )
 def post_review(booking_id: uuid.UUID, body: ReviewCreate) -> Review:
-    """The booking's consumer, once, after it is completed; updates the provider's rating."""
+    """The booking's consumer, once, after it is completed; updates the provider's rating.
+    409 (`/problems/account-deletion-scheduled`) while your account's deletion is scheduled."""
     view = reviews.post_review(
         unit().session,
         booking_id=booking_id,

@@ -19,12 +19,13 @@ from typing import Any
 from flask import Flask, Response, request
 from pydantic import BaseModel
 
-from api.auth import authenticate, verified_identity
-from api.context import open_unit, unit
+from api.auth import authenticate, require_recent_sign_in, verified_identity
+from api.context import components, open_unit, unit
 from api.errors import DATABASE_ERRORS
 from api.idempotency import run_idempotently
 from api.responses import json_response
 from api.validation import parse_json, parse_path, parse_query, read_body
+from services.base.settings import Settings
 
 ENDPOINT_ATTRIBUTE = "__trellis_endpoint__"
 
@@ -48,6 +49,7 @@ class Endpoint:
     description: str
     writes: bool
     limit: str | None
+    max_auth_age: str | None = None
 
 
 def endpoint(
@@ -66,6 +68,7 @@ def endpoint(
     errors: tuple[int, ...] = (),
     writes: bool = False,
     limit: str | None = None,
+    max_auth_age: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Declare a route: `roles` limits it to callers with one of them (403 otherwise).
 
@@ -73,12 +76,17 @@ def endpoint(
     after it returns; otherwise on a read session where a write raises (a read that must
     write asks the unit for `writer()`). Routes for POST, PUT, PATCH and DELETE must say
     `writes=True` (the app factory checks). `limit` names the setting of a tighter rate
-    limit for this route (checked at start-up). `path` describes path arguments the URL
-    converter does not pin down (e.g. an enum in a plain `<role>` segment): they are
-    validated like the query (422) and documented.
+    limit for this route (checked at start-up). `max_auth_age` names the setting of the
+    most seconds since the caller signed in (the token's `auth_time`) for a sensitive
+    action: older (or unknown) is 401 `/problems/reauthentication-required`, checked before
+    the Idempotency-Key is claimed so that the retry after signing in runs. `path`
+    describes path arguments the URL converter does not pin down (e.g. an enum in a plain
+    `<role>` segment): they are validated like the query (422) and documented.
     """
     if idempotent and not writes:
         raise ValueError(f"{summary!r}: an idempotent endpoint writes; declare writes=True")
+    if max_auth_age is not None and (not auth or max_auth_age not in Settings.model_fields):
+        raise ValueError(f"{summary!r}: max_auth_age={max_auth_age!r} names no setting")
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
         spec = Endpoint(
@@ -97,6 +105,7 @@ def endpoint(
             description=(view.__doc__ or "").strip(),
             writes=writes,
             limit=limit,
+            max_auth_age=max_auth_age,
         )
 
         @wraps(view)
@@ -124,6 +133,8 @@ def endpoint(
 def _serve(view: Callable[..., Any], spec: Endpoint, path: dict[str, Any]) -> Response:
     if spec.auth:
         authenticate(spec.roles)
+    if spec.max_auth_age is not None:
+        require_recent_sign_in(getattr(components().settings, spec.max_auth_age))
     if spec.idempotent and "Idempotency-Key" in request.headers:
         # Commits the work together with the stored response (api/idempotency.py).
         return run_idempotently(lambda: _call(view, spec, path))

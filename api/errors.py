@@ -14,12 +14,16 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from services.base.errors import (
+    AccountDeleted,
+    AccountDeletionScheduled,
+    AccountHasActiveBookings,
     Blocked,
     Conflict,
     Forbidden,
     InvalidToken,
     NotFound,
     RateLimited,
+    ReauthenticationRequired,
     TrellisError,
     Unavailable,
     ValidationFailed,
@@ -41,11 +45,27 @@ _TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
     NotFound: (404, "/problems/not-found", "Not found"),
     Blocked: (403, "/problems/blocked", "Blocked"),
     Forbidden: (403, "/problems/forbidden", "Forbidden"),
+    AccountHasActiveBookings: (
+        409,
+        "/problems/account-has-active-bookings",
+        "Bookings in progress",
+    ),
+    AccountDeletionScheduled: (
+        409,
+        "/problems/account-deletion-scheduled",
+        "Your account is scheduled for deletion",
+    ),
+    AccountDeleted: (409, "/problems/account-deleted", "Account deleted"),
     Conflict: (409, "/problems/conflict", "Conflict"),
     ValidationFailed: (422, "/problems/validation-failed", "Request validation failed"),
     Unavailable: (503, "/problems/unavailable", "Service temporarily unavailable"),
     RateLimited: (429, "/problems/rate-limited", "Too many requests"),
     InvalidToken: (401, "/problems/invalid-token", "Unauthorized"),
+    ReauthenticationRequired: (
+        401,
+        "/problems/reauthentication-required",
+        "Sign in again",
+    ),
 }
 
 
@@ -136,6 +156,14 @@ def _trellis_error(exc: TrellisError) -> Response:
         if not isinstance(exc, MissingToken):
             challenge += ', error="invalid_token"'
         headers["WWW-Authenticate"] = challenge
+    if isinstance(exc, ReauthenticationRequired):
+        # RFC 9470 (OAuth 2.0 step-up authentication): the token is fine, the sign-in
+        # behind it too old; max_age says how recent a new one must be.
+        headers["WWW-Authenticate"] = (
+            'Bearer realm="trellis", error="insufficient_user_authentication", '
+            'error_description="A more recent sign-in is required", '
+            f"max_age={exc.max_age_seconds}"
+        )
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unavailable):
@@ -153,6 +181,8 @@ def _trellis_error(exc: TrellisError) -> Response:
             }
             for r in exc.records
         ]
+    if isinstance(exc, AccountHasActiveBookings):
+        extensions["booking_ids"] = [str(booking_id) for booking_id in exc.booking_ids]
     if isinstance(exc, ValidationFailed):
         extensions["errors"] = [
             {"field": e.field, "message": e.message, "code": e.code} for e in exc.errors

@@ -190,8 +190,9 @@ def delete_device(device_id: uuid.UUID) -> None:
     errors=(404, 429),
 )
 def send_notification(body: NotificationCreate) -> Notification:
-    """Providers only; 404 for anyone who has no booking with you, 403 (`/problems/blocked`)
-    once either of you blocked the other; rate-limited per consumer."""
+    """Providers only; 404 for anyone who has no booking with you or whose account
+    deletion is scheduled, 403 (`/problems/blocked`) once either of you blocked the other,
+    409 (`/problems/account-deletion-scheduled`) while yours is; rate-limited per consumer."""
     view = notifications.send_from_provider(
         unit().session,
         sender=current_user(),

@@ -209,7 +209,10 @@ def _responses(
         }
     problem = {"content": {PROBLEM_JSON: {"schema": refs[(Problem, "serialization")]}}}
     for status in sorted(_error_statuses(spec, rule)):
-        responses[str(status)] = {"description": _ERROR_TEXT[status], **problem}
+        text = _ERROR_TEXT[status]
+        if status == 401 and spec.max_auth_age is not None:
+            text += "; or signed in too long ago for this (sign in again)"
+        responses[str(status)] = {"description": text, **problem}
     responses["default"] = {"description": "Unexpected error", **problem}
     return responses
 

@@ -50,9 +50,11 @@ def _public(view: providers.ProviderView) -> dict[str, object]:
     roles=("provider",),
     body=ProviderProfileIn,
     response=OwnProviderProfile,
+    errors=(409,),
 )
 def put_provider_profile(body: ProviderProfileIn) -> OwnProviderProfile:
-    """Needs the provider role. Replaces the whole profile; ratings are kept."""
+    """Needs the provider role. Replaces the whole profile; ratings are kept. 409
+    (`/problems/account-deletion-scheduled`) while your account's deletion is scheduled."""
     data = providers.ProfileInput(
         display_name=body.display_name,
         bio=body.bio,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -16,6 +17,8 @@ class User(TimestampMixin, Base):
         # The export's watermark walk and the analytics' new-users-per-day.
         Index("ix_users_updated_at_id", "updated_at", "id"),
         Index("ix_users_created_at", "created_at"),
+        # The purge job (to come) walks the accounts whose grace period ended.
+        Index("ix_users_purge_at", "purge_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -33,3 +36,8 @@ class User(TimestampMixin, Base):
     avatar_upload_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("uploads.id", use_alter=True, ondelete="SET NULL")
     )
+    # The user asked to delete their account (DELETE /v1/me) at deletion_requested_at; it
+    # is to be purged at purge_at, until when they can cancel. Both null: not scheduled.
+    # While set, the account is hidden from others (services/accounts/deletion.py).
+    deletion_requested_at: Mapped[datetime | None]
+    purge_at: Mapped[datetime | None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -204,6 +205,9 @@ class Problem(BaseModel):
     instance: str | None = Field(None, examples=["/v1/me"])
     request_id: str | None = Field(None, examples=["6f1c0a7d2b9e4c55a0d1e2f3a4b5c6d7"])
     errors: list[FieldProblem] | None = None
+    booking_ids: list[uuid.UUID] | None = Field(
+        None, description="/problems/account-has-active-bookings: the bookings in progress"
+    )
 
 
 class PageQuery(QueryModel):

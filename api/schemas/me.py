@@ -30,6 +30,21 @@ Phone = Annotated[
 ]
 
 
+class AccountDeletion(BaseModel):
+    """Your account's deletion, scheduled with DELETE /v1/me."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    status: Literal["scheduled"]
+    requested_at: datetime
+    purge_at: datetime = Field(
+        description=(
+            "When the grace period ends and the account is to be purged; until then "
+            "DELETE /v1/me/deletion cancels the deletion"
+        )
+    )
+
+
 class Me(BaseModel):
     """The signed-in user."""
 
@@ -42,6 +57,9 @@ class Me(BaseModel):
     phone: str | None = Field(examples=["+14155550123"])
     created_at: datetime
     updated_at: datetime
+    deletion: AccountDeletion | None = Field(
+        description="Your account's scheduled deletion; null when none is scheduled"
+    )
 
 
 class MeUpdate(StrictModel):

@@ -88,6 +88,9 @@ class Identity:
     expires_at: int
     issued_at: float = 0.0
     username: str | None = None
+    # When the user last signed in (`auth_time`, epoch seconds); a refreshed token keeps
+    # it. None when the token does not say: a recent sign-in cannot then be shown.
+    auth_time: float | None = None
 
 
 def roles_from_groups(groups: Iterable[str]) -> frozenset[str]:
@@ -274,6 +277,7 @@ class TokenVerifier:
             expires_at=int(exp),
             issued_at=iat,
             username=username if username is not None and len(username) <= 128 else None,
+            auth_time=_number(claims, "auth_time") if "auth_time" in claims else None,
         )
 
 

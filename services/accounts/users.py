@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +15,7 @@ from models import ProviderProfile, User
 from models.base import utcnow
 from services.accounts.auth import Identity
 from services.base.db import insert_ignoring_conflict
-from services.base.errors import NotFound
+from services.base.errors import AccountDeletionScheduled, NotFound
 from services.base.unit_of_work import UnitOfWork
 
 
@@ -30,6 +30,9 @@ class UserView:
     phone: str | None
     created_at: datetime
     updated_at: datetime
+    # Set while the user's own account deletion is scheduled (services/accounts/deletion.py).
+    deletion_requested_at: datetime | None = None
+    purge_at: datetime | None = None
 
 
 def view_of(user: Any) -> UserView:
@@ -42,6 +45,8 @@ def view_of(user: Any) -> UserView:
         phone=user.phone,
         created_at=user.created_at,
         updated_at=user.updated_at,
+        deletion_requested_at=user.deletion_requested_at,
+        purge_at=user.purge_at,
     )
 
 
@@ -63,6 +68,8 @@ _CALLER = select(
     _USERS.updated_at,
     _USERS.cognito_username,
     _USERS.role_revocations,
+    _USERS.deletion_requested_at,
+    _USERS.purge_at,
 ).where(_USERS.cognito_sub == bindparam("sub"))
 
 
@@ -77,13 +84,20 @@ def sync_user(unit: UnitOfWork, *, identity: Identity) -> UserView:
     if row is not None and not _stale(row, identity):
         return view_of(row)
     with unit.bookkeeping() as writer:
-        user = writer.scalar(select(User).where(User.cognito_sub == identity.sub))
+        # The row first (FOR NO KEY UPDATE), then the profile: the order a deletion being
+        # scheduled takes them in, so the two wait for each other instead of deadlocking,
+        # and the purge_at read here is the one that holds.
+        user = writer.scalar(
+            select(User).where(User.cognito_sub == identity.sub).with_for_update(key_share=True)
+        )
         if user is None:
             user = _create(writer, identity)
         if _stale(user, identity):
             roles, email, username = _from_token(user, identity)
             if ("provider" in roles) != ("provider" in user.roles):
-                _set_provider_active(writer, user.id, "provider" in roles)
+                # A profile stays hidden while its owner's deletion is scheduled.
+                active = "provider" in roles and user.purge_at is None
+                _set_provider_active(writer, user.id, active)
             user.roles, user.email, user.cognito_username = roles, email, username
     return view_of(user)
 
@@ -121,6 +135,32 @@ def _create(session: Session, identity: Identity) -> User:
 def _set_provider_active(session: Session, user_id: uuid.UUID, active: bool) -> None:
     session.execute(
         update(ProviderProfile).where(ProviderProfile.user_id == user_id).values(active=active)
+    )
+
+
+def scheduled_for_deletion(
+    session: Session, user_ids: Collection[uuid.UUID], *, hold: bool = False
+) -> set[uuid.UUID]:
+    """Those of `user_ids` whose account deletion is scheduled (one primary-key read).
+
+    `hold=True` also holds their rows FOR SHARE until the transaction ends. Scheduling a
+    deletion takes the user's row first (services/accounts/deletion.py), so either this
+    waits for that and sees it, or the deletion waits for this transaction and then sees
+    what it wrote (a booking, which it cancels, a profile, which it hides). Hold before
+    locking any booking row, never after: a deletion locks the user, then their bookings.
+    """
+    query = select(User.id, User.purge_at).where(User.id.in_(user_ids))
+    if hold:
+        query = query.with_for_update(read=True)
+    return {row.id for row in session.execute(query) if row.purge_at is not None}
+
+
+def deletion_scheduled_refusal(action: str) -> AccountDeletionScheduled:
+    """The 409 for a user whose own deletion is scheduled and who tries to `action`: until
+    they cancel it, nothing new of theirs reaches anyone."""
+    return AccountDeletionScheduled(
+        f"Your account is scheduled for deletion, so you cannot {action}; cancel the "
+        "deletion first (DELETE /v1/me/deletion)."
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 
@@ -28,6 +29,26 @@ class Blocked(Forbidden):
 
 class Conflict(TrellisError):
     """The request clashes with the current state of the object."""
+
+
+class AccountHasActiveBookings(Conflict):
+    """The account cannot be deleted while a booking of theirs is in progress."""
+
+    def __init__(self, booking_ids: list[uuid.UUID]) -> None:
+        super().__init__(
+            "Bookings of yours are in progress; complete them (or have them completed) and "
+            "ask again. booking_ids lists them."
+        )
+        self.booking_ids = booking_ids
+
+
+class AccountDeletionScheduled(Conflict):
+    """The caller scheduled their own account's deletion: nothing new they would send to
+    others (a booking, a message, a review, a notification, a profile) is accepted."""
+
+
+class AccountDeleted(Conflict):
+    """The other user scheduled their account's deletion: nothing new reaches them."""
 
 
 @dataclass(frozen=True)
@@ -69,3 +90,16 @@ class InvalidToken(TrellisError):
     def __init__(self, reason: str) -> None:
         super().__init__("The access token is missing, malformed, expired or not valid here.")
         self.reason = reason
+
+
+class ReauthenticationRequired(TrellisError):
+    """The token is valid, but the sign-in behind it (`auth_time`) is older than this action
+    allows, or unknown: the user must sign in again (not merely refresh the token, which
+    keeps the first sign-in's `auth_time`)."""
+
+    def __init__(self, max_age_seconds: int) -> None:
+        super().__init__(
+            f"This needs a sign-in within the last {max_age_seconds} seconds: sign in again "
+            "(a refreshed token keeps the old sign-in time) and retry."
+        )
+        self.max_age_seconds = max_age_seconds

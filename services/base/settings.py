@@ -115,6 +115,14 @@ class Settings(BaseModel):
     rate_limit_uploads: str = Field("30/minute", alias="RATE_LIMIT_UPLOADS")
     rate_limit_notifications: str = Field("30/minute", alias="RATE_LIMIT_NOTIFICATIONS")
     idempotency_ttl_hours: int = Field(24, ge=1, le=24 * 30, alias="IDEMPOTENCY_TTL_HOURS")
+    # DELETE /v1/me needs a sign-in (the token's auth_time) at most this many seconds old.
+    account_deletion_max_auth_age_seconds: int = Field(
+        900, ge=60, le=86_400, alias="ACCOUNT_DELETION_MAX_AUTH_AGE_SECONDS"
+    )
+    # How long a scheduled deletion can be cancelled before the account is purged (0: none).
+    account_deletion_grace_hours: int = Field(
+        72, ge=0, le=24 * 90, alias="ACCOUNT_DELETION_GRACE_HOURS"
+    )
     export_bucket: str | None = Field(None, alias="EXPORT_BUCKET")
     # Table -> column names or "*"; None means services/analytics/export.py's DEFAULT_TABLES.
     # The names are checked against the schema and the deny-list by build_components: the

@@ -32,7 +32,11 @@ from sqlalchemy.orm import Session
 from models import Booking, BookingEvent
 from models.base import utcnow
 from services.accounts.blocks import either_blocked
-from services.accounts.users import UserView
+from services.accounts.users import (
+    UserView,
+    deletion_scheduled_refusal,
+    scheduled_for_deletion,
+)
 from services.base.errors import (
     Blocked,
     Conflict,
@@ -143,6 +147,12 @@ def party_of(booking: Parties, user: UserView) -> Party | None:
 def create_booking(session: Session, *, consumer: UserView, data: NewBooking) -> BookingView:
     """A consumer asks a provider for a service at a time and place; 403 (Blocked) if
     either of the two blocked the other."""
+    # Both users' rows held first, so a deletion of either being scheduled meanwhile either
+    # shows here or cancels this booking (users.scheduled_for_deletion). A provider whose
+    # deletion is scheduled has an inactive profile: unknown below, like any other.
+    leaving = scheduled_for_deletion(session, {consumer.id, data.provider_id}, hold=True)
+    if consumer.id in leaving:
+        raise deletion_scheduled_refusal("book anyone")
     profile = require_active_provider(session, data.provider_id)
     if either_blocked(session, consumer.id, data.provider_id):
         raise Blocked("You cannot book this provider.")

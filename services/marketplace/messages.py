@@ -13,8 +13,12 @@ from sqlalchemy.orm import Session
 from models import Booking, Message
 from models.base import utcnow
 from services.accounts.blocks import no_block_between
-from services.accounts.users import UserView
-from services.base.errors import Blocked, Forbidden, NotFound, ValidationFailed
+from services.accounts.users import (
+    UserView,
+    deletion_scheduled_refusal,
+    scheduled_for_deletion,
+)
+from services.base.errors import AccountDeleted, Blocked, Forbidden, NotFound, ValidationFailed
 from services.base.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
 from services.marketplace.bookings import lock_booking, party_of
 from services.messaging import outbox
@@ -45,9 +49,16 @@ def post_message(
     admins read. The booking row lock orders the numbers."""
     now = utcnow()
     booking = _take_next_seq(session, booking_id, sender, now)
+    recipient = booking.provider_id if sender.id == booking.consumer_id else booking.consumer_id
+    if sender.purge_at is not None:
+        raise deletion_scheduled_refusal("send messages")
+    # Not held: a message racing the recipient's deletion is one sent a moment before it.
+    if scheduled_for_deletion(session, [recipient]):
+        raise AccountDeleted(
+            "The other party deleted their account; messages no longer reach them."
+        )
     message = MessageView(uuid.uuid4(), booking_id, booking.last_message_seq, sender.id, body, now)
     session.execute(insert(_MESSAGES), [_row(message)])
-    recipient = booking.provider_id if sender.id == booking.consumer_id else booking.consumer_id
     notify(
         session,
         user_id=recipient,

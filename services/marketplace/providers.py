@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from models import ProviderCategory, ProviderProfile, User
 from services.accounts.blocks import either_blocked, no_block_between
+from services.accounts.users import deletion_scheduled_refusal, scheduled_for_deletion
 from services.base.errors import FieldError, NotFound, ValidationFailed
 from services.base.pagination import Page, decode_cursor, invalid_cursor, page_of, scope_of
 
@@ -87,7 +88,11 @@ def _view(p: Any, distance_km: float | None = None) -> ProviderView:
 
 
 def upsert_profile(session: Session, *, user_id: uuid.UUID, data: ProfileInput) -> ProviderView:
-    """Create or replace the caller's profile; its search rows change in the same transaction."""
+    """Create or replace the caller's profile; its search rows change in the same transaction.
+    409 while the caller's account deletion is scheduled (their row held first: a deletion
+    scheduled meanwhile then hides a profile created here)."""
+    if scheduled_for_deletion(session, [user_id], hold=True):
+        raise deletion_scheduled_refusal("change your provider profile")
     categories = sorted(set(data.categories))
     profile = session.get(ProviderProfile, user_id, with_for_update=True)
     if profile is None:

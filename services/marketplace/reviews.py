@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from models import ProviderProfile, Review
 from models.base import utcnow
-from services.accounts.users import UserView
+from services.accounts.users import UserView, deletion_scheduled_refusal
 from services.base.errors import Conflict, Forbidden
 from services.marketplace.bookings import lock_booking, party_of
 
@@ -33,6 +33,8 @@ def post_review(
     booking = lock_booking(session, booking_id, author)
     if party_of(booking, author) != "consumer":
         raise Forbidden("Only the booking's consumer may review it.")
+    if author.purge_at is not None:
+        raise deletion_scheduled_refusal("review a booking")
     if booking.status != "completed":
         raise Conflict(f"This booking is {booking.status}; reviews open once it is completed.")
     if session.get(Review, booking_id) is not None:

@@ -12,7 +12,11 @@ from sqlalchemy.orm import Session
 from models import Booking, Notification, User
 from models.base import utcnow
 from services.accounts.blocks import either_blocked
-from services.accounts.users import UserView
+from services.accounts.users import (
+    UserView,
+    deletion_scheduled_refusal,
+    scheduled_for_deletion,
+)
 from services.base.errors import Blocked, FieldError, NotFound, RateLimited, ValidationFailed
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.messaging import outbox
@@ -119,13 +123,16 @@ def send_from_provider(
     ]
     if reserved:  # the API's schema refuses these first; this holds for any other caller
         raise ValidationFailed("Trellis sets these keys itself; leave them out.", reserved)
+    if sender.purge_at is not None:
+        raise deletion_scheduled_refusal("notify anyone")
     related = session.scalar(
         select(Booking.id)
         .where(Booking.provider_id == sender.id, Booking.consumer_id == user_id)
         .order_by(Booking.created_at.desc(), Booking.id.desc())
         .limit(1)
     )
-    if related is None:
+    # A consumer whose account deletion is scheduled is as unknown as one without a booking.
+    if related is None or scheduled_for_deletion(session, [user_id]):
         raise NotFound("No consumer with this id has a booking with you.")
     if either_blocked(session, sender.id, user_id):
         raise Blocked("You cannot notify this user.")
