@@ -1,7 +1,8 @@
 """gunicorn settings, each overridable from the environment. Defaults suit a 2-vCPU instance.
 
-gthread with 2 workers x 4 threads measured best on 2 cores (more processes than cores
-always lost; gevent gained nothing and had a 300-500 ms p99): see DESIGN.md.
+gthread with 2 workers x 4 threads measured best on 2 cores under wrk (beating 4 x 2 and
+3 x 2: more processes than cores always lost; gevent gained nothing and had a 300-500 ms
+p99). BENCHMARKS.md's notes hold the runs.
 """
 
 import os

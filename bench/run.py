@@ -796,8 +796,9 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "",
         "Established connections per worker, sampled with `ss -tnp` half-way through each run. "
         "wrk opens its 32 keep-alive connections at once; on one shared listening socket the "
-        "gthread worker that woke first took most of them for the whole run (the trap in "
-        "DESIGN.md). gunicorn.conf.py sets `reuse_port`: each worker listens on its own socket "
+        "gthread worker that woke first took most of them for the whole run (32/0 splits were "
+        "seen, swinging throughput about 3x between runs). gunicorn.conf.py sets `reuse_port`: "
+        "each worker listens on its own socket "
         "and the kernel spreads the connections.",
         "",
         "| scenario | Trellis, per round | hello before it, per round |",
