@@ -105,6 +105,10 @@ def _joins(value: str, index: int) -> bool:
 
 def _first_refused(value: str, allowed: frozenset[str]) -> int | None:
     """The index of the first character `value` may not hold, or None."""
+    # str.isprintable is False for every refused category (and for spaces other than
+    # U+0020): a string it passes holds nothing to refuse, checked in C, not per character.
+    if value.isprintable():
+        return None
     index = 0
     while index < len(value):
         flag = next((f for f in _TAG_FLAGS if value.startswith(f, index)), None)
