@@ -93,6 +93,10 @@ def run_export() -> None:
             click.echo(f"manifest s3://{built.exports.bucket}/{result.manifest}")
 
 
+accounts_cli = AppGroup("accounts", help="Users' accounts: their deletion and their data.")
+
+
 def register_cli(app: Flask) -> None:
-    for command in (purge_idempotency_keys, uploads_cli, outbox_cli, infra_cli, export_cli):
+    commands = (purge_idempotency_keys, uploads_cli, outbox_cli, infra_cli, export_cli)
+    for command in (*commands, accounts_cli):
         app.cli.add_command(command)

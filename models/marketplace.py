@@ -80,8 +80,10 @@ class Booking(TimestampMixin, Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    consumer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
-    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    # Null once that party's account is purged: the other keeps the booking, which no longer
+    # points at the person who left (the same for every *_id below that a purge clears).
+    consumer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     category: Mapped[str] = mapped_column(String(40))
     scheduled_at: Mapped[datetime]
     lat: Mapped[float]
@@ -106,7 +108,7 @@ class BookingEvent(Base):
     booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"))
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
-    actor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     actor_role: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -124,9 +126,11 @@ class Message(Base):
     # 1, 2, 3... per booking, assigned under the booking's row lock: a poll with after=N
     # never misses a message that commits later with a smaller number.
     seq: Mapped[int]
-    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
-    body: Mapped[str] = mapped_column(Text)
+    sender_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    # Null once removed (a moderator's remove_content, or the sender's purge): removed_at says when.
+    body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[datetime | None]
 
 
 class Review(Base):
@@ -138,11 +142,13 @@ class Review(Base):
     )
 
     booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id"), primary_key=True)
-    consumer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
-    provider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    consumer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    # The rating stays in the provider's average when the comment is removed.
     rating: Mapped[int]
-    comment: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str | None] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[datetime | None]
 
 
 class RoleChange(Base):
@@ -152,8 +158,8 @@ class RoleChange(Base):
     __table_args__ = (Index("ix_role_changes_user", "user_id", "created_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     role: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(8))
-    actor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -41,3 +41,9 @@ class User(TimestampMixin, Base):
     # While set, the account is hidden from others (services/accounts/deletion.py).
     deletion_requested_at: Mapped[datetime | None]
     purge_at: Mapped[datetime | None]
+    # An admin suspended the account (a report's suspend_user): its tokens are refused and its
+    # profile hidden until an admin lifts it.
+    suspended_at: Mapped[datetime | None]
+    # Set when the purge has emptied the row: a tombstone that holds no personal data and
+    # keeps `cognito_sub` only so that a token issued before the purge is refused (401).
+    purged_at: Mapped[datetime | None]

@@ -123,7 +123,7 @@ class CancelRequest(StrictModel):
 class BookingEvent(BaseModel):
     from_status: BookingStatus | None
     to_status: BookingStatus
-    actor_id: uuid.UUID
+    actor_id: uuid.UUID | None = Field(description="null once the actor deleted their account")
     actor_role: Literal["consumer", "provider", "admin"]
     reason: str | None
     at: datetime
@@ -131,8 +131,12 @@ class BookingEvent(BaseModel):
 
 class Booking(BaseModel):
     id: uuid.UUID
-    consumer_id: uuid.UUID
-    provider_id: uuid.UUID
+    consumer_id: uuid.UUID | None = Field(
+        description="null once the consumer deleted their account"
+    )
+    provider_id: uuid.UUID | None = Field(
+        description="null once the provider deleted their account"
+    )
     category: str
     scheduled_at: datetime
     location: BookingLocationOut
@@ -170,8 +174,11 @@ class Message(BaseModel):
     id: uuid.UUID
     booking_id: uuid.UUID
     seq: int = Field(description="1, 2, 3... per booking")
-    sender_id: uuid.UUID
-    body: str
+    sender_id: uuid.UUID | None = Field(description="null once the sender deleted their account")
+    body: str | None = Field(description="null once removed")
+    removed: bool = Field(
+        description="a moderator removed the message, or its sender deleted their account"
+    )
     created_at: datetime
 
 
@@ -194,10 +201,13 @@ class ReviewCreate(StrictModel):
 
 class Review(BaseModel):
     booking_id: uuid.UUID
-    provider_id: uuid.UUID
-    consumer_id: uuid.UUID
-    rating: int
-    comment: str
+    provider_id: uuid.UUID | None = Field(description="null once that account is deleted")
+    consumer_id: uuid.UUID | None = Field(description="null once that account is deleted")
+    rating: int = Field(description="stays in the provider's average when the comment goes")
+    comment: str | None = Field(description="null once removed")
+    removed: bool = Field(
+        description="a moderator removed the comment, or its author deleted their account"
+    )
     created_at: datetime
 
 
@@ -212,10 +222,10 @@ class RoleInPath(BaseModel):
 
 
 class RoleChange(BaseModel):
-    user_id: uuid.UUID
+    user_id: uuid.UUID | None = Field(description="null once that account is deleted")
     role: str
     action: Literal["grant", "revoke"]
-    actor_id: uuid.UUID
+    actor_id: uuid.UUID | None = Field(description="null once that account is deleted")
     created_at: datetime
 
 

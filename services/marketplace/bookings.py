@@ -89,7 +89,7 @@ NOTICES: dict[Action, str] = {
 class EventView:
     from_status: str | None
     to_status: str
-    actor_id: uuid.UUID
+    actor_id: uuid.UUID | None  # None once the actor's account is purged
     actor_role: str
     reason: str | None
     at: datetime
@@ -98,8 +98,9 @@ class EventView:
 @dataclass(frozen=True, slots=True)
 class BookingView:
     id: uuid.UUID
-    consumer_id: uuid.UUID
-    provider_id: uuid.UUID
+    # None once that party's account is purged (services/accounts/purge.py).
+    consumer_id: uuid.UUID | None
+    provider_id: uuid.UUID | None
     category: str
     scheduled_at: datetime
     lat: float

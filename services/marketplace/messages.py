@@ -30,9 +30,13 @@ class MessageView:
     id: uuid.UUID
     booking_id: uuid.UUID
     seq: int
-    sender_id: uuid.UUID
-    body: str
+    sender_id: uuid.UUID | None  # None once the sender's account is purged
+    body: str | None  # None once removed (by a moderator, or with the sender's account)
     created_at: datetime
+
+    @property
+    def removed(self) -> bool:
+        return self.body is None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,15 @@ from services.marketplace.bookings import lock_booking, party_of
 @dataclass(frozen=True, slots=True)
 class ReviewView:
     booking_id: uuid.UUID
-    provider_id: uuid.UUID
-    consumer_id: uuid.UUID
+    provider_id: uuid.UUID | None  # None once that party's account is purged
+    consumer_id: uuid.UUID | None
     rating: int
-    comment: str
+    comment: str | None  # None once removed; the rating stays in the provider's average
     created_at: datetime
+
+    @property
+    def removed(self) -> bool:
+        return self.comment is None
 
 
 def post_review(
