@@ -14,9 +14,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from services.base.errors import (
+    AccountClosed,
     AccountDeleted,
     AccountDeletionScheduled,
     AccountHasActiveBookings,
+    AccountSuspended,
     Blocked,
     Conflict,
     Forbidden,
@@ -44,6 +46,7 @@ _TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
     SyncConflict: (409, "/problems/sync-conflict", "Records changed on the server"),
     NotFound: (404, "/problems/not-found", "Not found"),
     Blocked: (403, "/problems/blocked", "Blocked"),
+    AccountSuspended: (403, "/problems/account-suspended", "Account suspended"),
     Forbidden: (403, "/problems/forbidden", "Forbidden"),
     AccountHasActiveBookings: (
         409,
@@ -60,6 +63,7 @@ _TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
     ValidationFailed: (422, "/problems/validation-failed", "Request validation failed"),
     Unavailable: (503, "/problems/unavailable", "Service temporarily unavailable"),
     RateLimited: (429, "/problems/rate-limited", "Too many requests"),
+    AccountClosed: (401, "/problems/account-closed", "Account deleted"),
     InvalidToken: (401, "/problems/invalid-token", "Unauthorized"),
     ReauthenticationRequired: (
         401,

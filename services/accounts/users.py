@@ -15,7 +15,12 @@ from models import ProviderProfile, User
 from models.base import utcnow
 from services.accounts.auth import Identity
 from services.base.db import insert_ignoring_conflict
-from services.base.errors import AccountDeletionScheduled, NotFound
+from services.base.errors import (
+    AccountClosed,
+    AccountDeletionScheduled,
+    AccountSuspended,
+    NotFound,
+)
 from services.base.unit_of_work import UnitOfWork
 
 
@@ -70,6 +75,8 @@ _CALLER = select(
     _USERS.role_revocations,
     _USERS.deletion_requested_at,
     _USERS.purge_at,
+    _USERS.suspended_at,
+    _USERS.purged_at,
 ).where(_USERS.cognito_sub == bindparam("sub"))
 
 
@@ -81,8 +88,10 @@ def sync_user(unit: UnitOfWork, *, identity: Identity) -> UserView:
     it commits at once on the primary, whatever becomes of the request's work.
     """
     row = unit.session.execute(_CALLER, {"sub": identity.sub}).one_or_none()
-    if row is not None and not _stale(row, identity):
-        return view_of(row)
+    if row is not None:
+        refuse_closed(row)
+        if not _stale(row, identity):
+            return view_of(row)
     with unit.bookkeeping() as writer:
         # The row first (FOR NO KEY UPDATE), then the profile: the order a deletion being
         # scheduled takes them in, so the two wait for each other instead of deadlocking,
@@ -92,6 +101,7 @@ def sync_user(unit: UnitOfWork, *, identity: Identity) -> UserView:
         )
         if user is None:
             user = _create(writer, identity)
+        refuse_closed(user)  # purged or suspended since the read above
         if _stale(user, identity):
             roles, email, username = _from_token(user, identity)
             if ("provider" in roles) != ("provider" in user.roles):
@@ -100,6 +110,17 @@ def sync_user(unit: UnitOfWork, *, identity: Identity) -> UserView:
                 _set_provider_active(writer, user.id, active)
             user.roles, user.email, user.cognito_username = roles, email, username
     return view_of(user)
+
+
+def refuse_closed(user: Any) -> None:
+    """Refuse a purged account's token (401: a tombstone never comes back to life as a new,
+    empty user) and a suspended account's (403), at once and on every request."""
+    if user.purged_at is not None:
+        raise AccountClosed()
+    if user.suspended_at is not None:
+        raise AccountSuspended(
+            "Your account is suspended. Contact the app's support if you think this is wrong."
+        )
 
 
 def _from_token(user: Any, identity: Identity) -> tuple[list[str], str | None, str | None]:

@@ -27,6 +27,11 @@ class Blocked(Forbidden):
     says what the caller cannot do, never which of the two blocked."""
 
 
+class AccountSuspended(Forbidden):
+    """An admin suspended the caller's account: every request of theirs is refused until an
+    admin lifts the suspension."""
+
+
 class Conflict(TrellisError):
     """The request clashes with the current state of the object."""
 
@@ -90,6 +95,15 @@ class InvalidToken(TrellisError):
     def __init__(self, reason: str) -> None:
         super().__init__("The access token is missing, malformed, expired or not valid here.")
         self.reason = reason
+
+
+class AccountClosed(InvalidToken):
+    """The token's account was deleted (purged). A token issued before the purge stays
+    refused until it expires: it never brings the account back as a new, empty user."""
+
+    def __init__(self) -> None:
+        super().__init__("account purged")
+        self.detail = "This account was deleted. Sign up again to use the app with a new account."
 
 
 class ReauthenticationRequired(TrellisError):
