@@ -86,8 +86,9 @@ class Booking(TimestampMixin, Base):
     provider_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     category: Mapped[str] = mapped_column(String(40))
     scheduled_at: Mapped[datetime]
-    lat: Mapped[float]
-    lng: Mapped[float]
+    # The consumer's location: cleared (null) with the consumer's account.
+    lat: Mapped[float | None]
+    lng: Mapped[float | None]
     address: Mapped[str | None] = mapped_column(String(300))
     notes: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16))

@@ -148,8 +148,8 @@ class Booking(BaseModel):
 
 
 class BookingLocationOut(BaseModel):
-    lat: float
-    lng: float
+    lat: float | None = Field(description="null once the consumer deleted their account")
+    lng: float | None = Field(description="null once the consumer deleted their account")
     address: str | None
 
 

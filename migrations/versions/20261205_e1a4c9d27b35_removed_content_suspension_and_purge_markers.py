@@ -25,6 +25,8 @@ _PARTY_COLUMNS = {
     "role_changes": ("user_id", "actor_id"),
 }
 _REMOVABLE_TEXT = {"messages": "body", "reviews": "comment"}
+# A booking's location is its consumer's: cleared when they are purged.
+_LOCATION = ("lat", "lng")
 
 
 def upgrade() -> None:
@@ -41,11 +43,17 @@ def upgrade() -> None:
         with op.batch_alter_table(table, schema=None) as batch_op:
             for column in columns:
                 batch_op.alter_column(column, existing_type=sa.Uuid(), nullable=True)
+    with op.batch_alter_table("bookings", schema=None) as batch_op:
+        for column in _LOCATION:
+            batch_op.alter_column(column, existing_type=sa.Float(), nullable=True)
 
 
 def downgrade() -> None:
     # Rows a purge anonymised cannot be given their people back: the downgrade refuses
     # rather than invent them.
+    with op.batch_alter_table("bookings", schema=None) as batch_op:
+        for column in _LOCATION:
+            batch_op.alter_column(column, existing_type=sa.Float(), nullable=False)
     for table, columns in _PARTY_COLUMNS.items():
         with op.batch_alter_table(table, schema=None) as batch_op:
             for column in columns:

@@ -103,8 +103,8 @@ class BookingView:
     provider_id: uuid.UUID | None
     category: str
     scheduled_at: datetime
-    lat: float
-    lng: float
+    lat: float | None  # None once the consumer is purged
+    lng: float | None
     address: str | None
     notes: str
     status: str
