@@ -16,6 +16,7 @@ from api import (
     me,
     media,
     providers,
+    reports,
     sync,
 )
 from api.cli import register_cli
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         providers.bp,
         bookings.bp,
         blocks.bp,
+        reports.bp,
+        reports.admin_bp,
         media.bp,
         sync.bp,
         admin.bp,

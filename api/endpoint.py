@@ -50,6 +50,9 @@ class Endpoint:
     writes: bool
     limit: str | None
     max_auth_age: str | None = None
+    # Other success statuses the view may answer with the same `response` schema (it returns
+    # json_response(..., status) for them), e.g. 200 for a report that was already open.
+    also: tuple[int, ...] = ()
 
 
 def endpoint(
@@ -69,6 +72,7 @@ def endpoint(
     writes: bool = False,
     limit: str | None = None,
     max_auth_age: str | None = None,
+    also: tuple[int, ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Declare a route: `roles` limits it to callers with one of them (403 otherwise).
 
@@ -106,6 +110,7 @@ def endpoint(
             writes=writes,
             limit=limit,
             max_auth_age=max_auth_age,
+            also=also,
         )
 
         @wraps(view)

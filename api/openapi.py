@@ -203,10 +203,11 @@ def _responses(
     if spec.response is None:
         responses[str(spec.status)] = {"description": "Done"}
     else:
-        responses[str(spec.status)] = {
-            "description": spec.summary,
-            "content": {"application/json": {"schema": refs[(spec.response, "serialization")]}},
-        }
+        for status in (spec.status, *spec.also):
+            responses[str(status)] = {
+                "description": spec.summary,
+                "content": {"application/json": {"schema": refs[(spec.response, "serialization")]}},
+            }
     problem = {"content": {PROBLEM_JSON: {"schema": refs[(Problem, "serialization")]}}}
     for status in sorted(_error_statuses(spec, rule)):
         text = _ERROR_TEXT[status]

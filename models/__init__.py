@@ -14,6 +14,7 @@ from models.marketplace import (
     RoleChange,
 )
 from models.media import Device, Notification, OutboxMessage, Upload
+from models.moderation import Report
 from models.sync import SyncDataset, SyncRecord
 from models.user import User
 
@@ -32,6 +33,7 @@ __all__ = [
     "OutboxMessage",
     "ProviderCategory",
     "ProviderProfile",
+    "Report",
     "Review",
     "RoleChange",
     "SyncDataset",

@@ -16,6 +16,7 @@ from services.aws.exports import ExportSink, S3ExportStore
 from services.aws.jwks import HttpJwksFetcher, JwksFetcher
 from services.aws.s3 import ObjectStore, S3Store
 from services.aws.sns import PushGateway, SnsPush
+from services.base.content_filter import ContentFilter, TermsFileError
 from services.base.db import build_engine, read_session_factory, session_factory
 from services.base.replicas import (
     MemoryWriteMarks,
@@ -50,6 +51,8 @@ class Components:
     relay: outbox.OutboxRelay | None = None
     reads: ReadRouter | None = None  # None: no replica configured, everything on the primary
     upload_limits: Mapping[str, UploadLimit] = field(default_factory=dict)
+    # The objectionable-content terms, compiled once (services/base/content_filter.py).
+    content_filter: ContentFilter = field(default_factory=lambda: ContentFilter(()))
 
 
 def build_components(
@@ -64,6 +67,7 @@ def build_components(
 ) -> Components:
     """Build everything lazily: no connection, JWKS fetch or AWS client until first use."""
     check_export_tables(settings)
+    content = content_filter(settings)
     engine = build_engine(settings)
     fetcher = jwks_fetcher or HttpJwksFetcher(
         settings.jwks_url, timeout_seconds=settings.jwks_timeout_seconds
@@ -114,6 +118,7 @@ def build_components(
         ),
         relay=relay,
         upload_limits=upload_limits(settings),
+        content_filter=content,
         reads=read_router(settings, engine, write_marks),
     )
 
@@ -175,6 +180,15 @@ def upload_limits(settings: Settings) -> dict[str, UploadLimit]:
             changes["content_types"] = frozenset(override.content_types)
         limits[purpose] = UploadLimit(**{**base.__dict__, **changes})
     return limits
+
+
+def content_filter(settings: Settings) -> ContentFilter:
+    """The term list of CONTENT_FILTER_TERMS_FILE (or the shipped default), compiled once; an
+    unreadable file stops start-up with a message naming it."""
+    try:
+        return ContentFilter.from_file(settings.content_filter_terms_file)
+    except TermsFileError as exc:
+        raise SettingsError(f"invalid settings: CONTENT_FILTER_TERMS_FILE: {exc}") from None
 
 
 def check_export_tables(settings: Settings) -> None:

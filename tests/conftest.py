@@ -114,6 +114,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "RATE_LIMIT_ANONYMOUS": "100000/minute",
         "RATE_LIMIT_UPLOADS": "100000/minute",
         "RATE_LIMIT_NOTIFICATIONS": "100000/minute",
+        "RATE_LIMIT_REPORTS": "100000/minute",
     }
     values.update(overrides)
     return Settings.model_validate(values)

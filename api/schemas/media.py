@@ -66,7 +66,9 @@ class Upload(BaseModel):
     content_type: str
     size_bytes: int
     filename: str | None
-    status: Literal["pending", "ready", "rejected"]
+    status: Literal["pending", "ready", "rejected", "removed"] = Field(
+        description="`removed`: a moderator removed it (the file is deleted)"
+    )
     created_at: datetime
     completed_at: datetime | None
     download_url: str | None = Field(description="short-lived; only when ready")

@@ -97,7 +97,8 @@ def cancel(session: Session, *, user_id: uuid.UUID) -> None:
             f"The grace period ended at {when}; the deletion can no longer be cancelled."
         )
     row.deletion_requested_at = row.purge_at = None
-    _show_profile(session, user_id, "provider" in row.roles)
+    # A suspended account's profile stays hidden until an admin lifts the suspension.
+    _show_profile(session, user_id, "provider" in row.roles and row.suspended_at is None)
     session.flush()
 
 

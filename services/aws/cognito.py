@@ -27,6 +27,12 @@ class GroupDirectory(Protocol):
 
     def remove_from_group(self, username: str, group: str, *, sub: str) -> None: ...
 
+    # A suspension (services/moderation/suspension.py): the user can no longer sign in or
+    # refresh tokens; enabling undoes it. The same sub check as the group changes.
+    def admin_disable_user(self, username: str, *, sub: str) -> None: ...
+
+    def admin_enable_user(self, username: str, *, sub: str) -> None: ...
+
 
 class CognitoGroups:
     """AdminGetUser (is the user behind the username still the one with this sub?), then
@@ -54,6 +60,14 @@ class CognitoGroups:
     def remove_from_group(self, username: str, group: str, *, sub: str) -> None:
         self._verify(username, sub)
         self._call("admin_remove_user_from_group", Username=username, GroupName=group)
+
+    def admin_disable_user(self, username: str, *, sub: str) -> None:
+        self._verify(username, sub)
+        self._call("admin_disable_user", Username=username)
+
+    def admin_enable_user(self, username: str, *, sub: str) -> None:
+        self._verify(username, sub)
+        self._call("admin_enable_user", Username=username)
 
     def _verify(self, username: str, sub: str) -> None:
         answer = self._call("admin_get_user", Username=username)

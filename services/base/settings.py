@@ -114,6 +114,11 @@ class Settings(BaseModel):
     rate_limit_anonymous: str = Field("60/minute", alias="RATE_LIMIT_ANONYMOUS")
     rate_limit_uploads: str = Field("30/minute", alias="RATE_LIMIT_UPLOADS")
     rate_limit_notifications: str = Field("30/minute", alias="RATE_LIMIT_NOTIFICATIONS")
+    # Per user, on POST /v1/reports.
+    rate_limit_reports: str = Field("20/hour", alias="RATE_LIMIT_REPORTS")
+    # Terms the content filter flags (one a line, # comments); None: the list shipped in
+    # services/base/content_filter_terms.txt. Read once at start-up (build_components).
+    content_filter_terms_file: str | None = Field(None, alias="CONTENT_FILTER_TERMS_FILE")
     idempotency_ttl_hours: int = Field(24, ge=1, le=24 * 30, alias="IDEMPOTENCY_TTL_HOURS")
     # DELETE /v1/me needs a sign-in (the token's auth_time) at most this many seconds old.
     account_deletion_max_auth_age_seconds: int = Field(
@@ -168,6 +173,7 @@ class Settings(BaseModel):
         "rate_limit_anonymous",
         "rate_limit_uploads",
         "rate_limit_notifications",
+        "rate_limit_reports",
     )
     @classmethod
     def _rate(cls, value: str) -> str:

@@ -123,6 +123,9 @@ def world(actors, components: Components, connection: Connection, client: FlaskC
         "provider_id": provider.id,
         "user_id": consumer.id,
     }
+    # The consumer's report of the provider's profile: only admins may resolve it.
+    reported = {"target_type": "provider_profile", "target_id": provider.id, "reason": "spam"}
+    world.ids["report_id"] = _ok(consumer.post("/v1/reports", json=reported), 201)["id"]
     return world
 
 
@@ -137,6 +140,7 @@ OBJECT_ROUTE_RULES = {
     "device_id": 404,  # the owner
     "notification_id": 404,  # the recipient
     "user_id": 403,  # /v1/admin/...: gated on the admin role before any lookup
+    "report_id": 403,  # /v1/admin/reports/...: admins only, before any lookup
     "provider_id": 200,  # the public provider directory: read-only for every signed-in user
 }
 # Routes whose argument means something else there than in OBJECT_ROUTE_RULES.
@@ -216,6 +220,26 @@ def test_a_stranger_cannot_reach_any_object(app: Flask, world: World) -> None:
     assert note["read"] is False
     assert _ok(consumer.get(f"/v1/bookings/{world.ids['accepted']}"))["status"] == "accepted"
     assert _ok(world.admin.get("/v1/blocks"))["items"] == [admins_block]
+
+
+def test_a_stranger_cannot_report_what_they_cannot_see(world: World) -> None:
+    """POST /v1/reports names its object in the body: everything of the consumer's and of
+    their bookings with the provider is 404 for the stranger, like an id that does not exist."""
+    before = fingerprint(world.connection)
+    hidden = [
+        ("user", world.ids["user_id"]),
+        ("upload", world.ids["upload_id"]),
+        ("upload", world.ids["attachment_id"]),
+        ("review", world.ids["completed"]),
+    ]
+    message = _ok(world.consumer.get(f"/v1/bookings/{world.ids['requested']}/messages"))
+    hidden.append(("message", message["items"][0]["id"]))
+    for target_type, target_id in [*hidden, ("message", str(uuid.uuid4()))]:
+        body = {"target_type": target_type, "target_id": target_id, "reason": "spam"}
+        response = world.stranger.post("/v1/reports", json=body)
+        assert response.status_code == 404, (target_type, response.get_data(as_text=True))
+        assert response.get_json()["detail"] == "No such object to report."
+    assert changed(before, fingerprint(world.connection)) == []
 
 
 def test_the_public_provider_entry_leaks_nothing_private(world: World) -> None:
@@ -347,6 +371,18 @@ BODY_CASES = {
     "block": BodyCase(
         "consumer", "POST", lambda i: "/v1/blocks", lambda w: {"user_id": w.stranger.id}
     ),
+    "report": BodyCase(
+        "provider",
+        "POST",
+        lambda i: "/v1/reports",
+        lambda w: {"target_type": "user", "target_id": w.consumer.id, "reason": "spam"},
+    ),
+    "resolve_report": BodyCase(
+        "admin",
+        "POST",
+        lambda i: f"/v1/admin/reports/{i['report_id']}/resolve",
+        lambda w: {"action": "dismiss", "note": "Fine"},
+    ),
     "grant_role": BodyCase(
         "admin",
         "POST",
@@ -408,7 +444,7 @@ def test_every_body_operation_has_a_case(app: Flask) -> None:
     }, spec_paths - covered
 
 
-_ID_NAMES = ("requested", "accepted", "completed", "user_id")
+_ID_NAMES = ("requested", "accepted", "completed", "user_id", "report_id")
 
 
 def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

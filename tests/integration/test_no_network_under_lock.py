@@ -1,5 +1,5 @@
-"""No network call while a row lock is held: role changes call Cognito, and device deletes
-call SNS, before they lock (or conditionally write) the row, on PostgreSQL.
+"""No network call while a row lock is held: role changes and suspensions call Cognito, and
+device deletes call SNS, before they lock (or conditionally write) the row, on PostgreSQL.
 
 Each lock test holds the row from another connection, sends the request from a thread, and
 checks that the adapter was called while the row was still held (a request that locked
@@ -44,6 +44,14 @@ class RecordingGroups(FakeGroups):
 
     def remove_from_group(self, username: str, group: str, *, sub: str) -> None:
         super().remove_from_group(username, group, sub=sub)
+        self._done()
+
+    def admin_disable_user(self, username: str, *, sub: str) -> None:
+        super().admin_disable_user(username, sub=sub)
+        self._done()
+
+    def admin_enable_user(self, username: str, *, sub: str) -> None:
+        super().admin_enable_user(username, sub=sub)
         self._done()
 
     def _done(self) -> None:
@@ -204,6 +212,72 @@ def record_change(
         now=utcnow(),
         ago=seconds_ago,
     )
+
+
+# --- suspensions: Cognito is called before the report and user rows are locked --------
+
+
+def reported_provider(
+    build: BuildComponents, signing_key: SigningKey, groups: FakeGroups
+) -> tuple[Actor, Actor, str]:
+    """An admin, a provider, and a consumer's open report of the provider's message."""
+    from tests.support.bookings import booking_in, ensure_profile
+
+    admin, provider = admin_and_user(build, signing_key, groups, "provider")
+    consumer = make_actor(admin.client, signing_key, "consumer")
+    ensure_profile(provider)
+    booking = booking_in("accepted", consumer, provider)
+    sent = provider.post(f"/v1/bookings/{booking}/messages", json={"body": "Hi"})
+    body = {"target_type": "message", "target_id": sent.get_json()["id"], "reason": "spam"}
+    report = consumer.post("/v1/reports", json=body)
+    assert report.status_code == 201, report.get_data(as_text=True)
+    return admin, provider, report.get_json()["id"]
+
+
+def test_a_suspension_calls_cognito_while_the_report_and_user_rows_are_held_elsewhere(  # type: ignore[no-untyped-def]
+    build, signing_key, engine: Engine, session: Session
+) -> None:
+    groups = RecordingGroups()
+    admin, provider, report_id = reported_provider(build, signing_key, groups)
+    resolve = f"/v1/admin/reports/{report_id}/resolve"
+    with row_locked(engine, "reports", report_id), row_locked(engine, "users", provider.id):
+        thread, result = in_thread(
+            lambda: admin.post(resolve, json={"action": "suspend_user", "note": "Abuse"})
+        )
+        called_under_lock = groups.called.wait(timeout=WAIT)
+        thread.join(timeout=0.2)
+        waited_to_record = thread.is_alive()
+    thread.join(timeout=WAIT)
+    assert called_under_lock, "Cognito was called only once the rows were free"
+    assert waited_to_record, "the suspension was recorded while another transaction held a row"
+    response = result["response"]
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert groups.switches == [("disable", provider.sub)]
+    row = session.get(User, uuid.UUID(provider.id))
+    assert row is not None and row.suspended_at is not None
+
+
+def test_lifting_a_suspension_calls_cognito_while_the_user_row_is_held_elsewhere(  # type: ignore[no-untyped-def]
+    build, signing_key, engine: Engine, session: Session
+) -> None:
+    groups = RecordingGroups()
+    admin, provider, report_id = reported_provider(build, signing_key, groups)
+    resolve = f"/v1/admin/reports/{report_id}/resolve"
+    assert admin.post(resolve, json={"action": "suspend_user"}).status_code == 200
+    groups.called.clear()
+    with row_locked(engine, "users", provider.id):
+        thread, result = in_thread(lambda: admin.post(f"/v1/admin/users/{provider.id}/unsuspend"))
+        called_under_lock = groups.called.wait(timeout=WAIT)
+        thread.join(timeout=0.2)
+        waited_to_record = thread.is_alive()
+    thread.join(timeout=WAIT)
+    assert called_under_lock, "Cognito was called only once the user row was free"
+    assert waited_to_record, "the suspension was lifted while another transaction held the row"
+    response = result["response"]
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert groups.switches == [("disable", provider.sub), ("enable", provider.sub)]
+    row = session.get(User, uuid.UUID(provider.id))
+    assert row is not None and row.suspended_at is None
 
 
 # --- device deletes: SNS is called before the device row is deleted --------------------

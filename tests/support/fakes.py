@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from services.aws.cognito import UnknownDirectoryUser
+from services.aws.cognito import DirectoryUnavailable, UnknownDirectoryUser
 from services.aws.s3 import PresignedPost, StorageUnavailable, StoredObject
 from services.aws.sns import EndpointGone, PushUnavailable
 
@@ -86,6 +86,11 @@ class FakeGroups:
 
     members: set[tuple[str, str]] = field(default_factory=set)
     users: dict[str, str | None] = field(default_factory=dict)  # username -> sub (None: gone)
+    down: bool = False
+    disabled: set[str] = field(default_factory=set)  # usernames AdminDisableUser disabled
+    # Every AdminDisableUser / AdminEnableUser call, in order: ("disable" | "enable", username).
+    # They fail like a Cognito outage while `down` is set.
+    switches: list[tuple[str, str]] = field(default_factory=list)
 
     def add_to_group(self, username: str, group: str, *, sub: str) -> None:
         self._check(username, sub)
@@ -94,6 +99,20 @@ class FakeGroups:
     def remove_from_group(self, username: str, group: str, *, sub: str) -> None:
         self._check(username, sub)
         self.members.discard((username, group))
+
+    def admin_disable_user(self, username: str, *, sub: str) -> None:
+        self._switch("disable", username, sub)
+        self.disabled.add(username)
+
+    def admin_enable_user(self, username: str, *, sub: str) -> None:
+        self._switch("enable", username, sub)
+        self.disabled.discard(username)
+
+    def _switch(self, action: str, username: str, sub: str) -> None:
+        if self.down:
+            raise DirectoryUnavailable("simulated outage")
+        self._check(username, sub)
+        self.switches.append((action, username))
 
     def replace_user(self, username: str) -> str:
         """The user is deleted and a new one signs up with the same username: its sub."""

@@ -1,0 +1,1 @@
+"""Moderation: reports of objectionable content, their resolution, suspensions."""
