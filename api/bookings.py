@@ -6,11 +6,12 @@ Anyone who is neither a party of a booking nor an admin gets 404 on every route 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from flask import Blueprint, Response
 
 from api.auth import current_user
-from api.context import unit
+from api.context import components, unit
 from api.endpoint import endpoint
 from api.responses import json_response
 from api.schemas.marketplace import (
@@ -32,6 +33,7 @@ from api.schemas.marketplace import (
 from services.marketplace import bookings, messages, reviews
 
 bp = Blueprint("bookings", __name__, url_prefix="/v1/bookings")
+_MINUTE = timedelta(minutes=1)
 
 
 def _booking(view: bookings.BookingView) -> Booking:
@@ -54,6 +56,8 @@ def _booking(view: bookings.BookingView) -> Booking:
         provider_id=view.provider_id,
         category=view.category,
         scheduled_at=view.scheduled_at,
+        ends_at=view.ends_at,
+        duration_minutes=(view.ends_at - view.scheduled_at) // _MINUTE,
         location=BookingLocationOut(lat=view.lat, lng=view.lng, address=view.address),
         notes=view.notes,
         status=view.status,  # type: ignore[arg-type]
@@ -77,7 +81,11 @@ def _booking(view: bookings.BookingView) -> Booking:
 def create_booking(body: BookingCreate) -> Response:
     """Needs the consumer role. The provider must offer the category; the time must be ahead.
     403 (`/problems/blocked`) once either of you blocked the other; 409
-    (`/problems/account-deletion-scheduled`) while your account's deletion is scheduled."""
+    (`/problems/account-deletion-scheduled`) while your account's deletion is scheduled.
+    `scheduled_at` is the start; the booking lasts `duration_minutes` (default: the
+    provider's `default_duration_minutes`, else 60) and the response carries `ends_at`. Once
+    the provider has set availability, the start must be one of their free slots (GET
+    /v1/providers/{id}/slots), else 409 `/problems/slot-unavailable`."""
     data = bookings.NewBooking(
         provider_id=body.provider_id,
         category=body.category,
@@ -86,8 +94,14 @@ def create_booking(body: BookingCreate) -> Response:
         lng=body.location.lng,
         address=body.location.address,
         notes=body.notes,
+        duration_minutes=body.duration_minutes,
     )
-    view = bookings.create_booking(unit().session, consumer=current_user(), data=data)
+    view = bookings.create_booking(
+        unit().session,
+        consumer=current_user(),
+        data=data,
+        step_minutes=components().settings.slot_step_minutes,
+    )
     response = json_response(_booking(view), 201)
     response.headers["Location"] = f"/v1/bookings/{view.id}"
     return response
@@ -140,7 +154,12 @@ def _provider_action(action: bookings.Action, summary: str) -> None:
         return _transition(booking_id, action, body.reason)
 
     view.__name__ = f"{action}_booking"
-    view.__doc__ = "403 for anyone but the booking's provider; 409 from any other state."
+    view.__doc__ = "403 for anyone but the booking's provider; 409 from any other state." + (
+        " Accepting a time that overlaps another accepted or in-progress booking of yours"
+        " (your buffer included) is 409 `/problems/slot-taken`."
+        if action == "accept"
+        else ""
+    )
     bp.post(f"/<uuid:booking_id>/{action}")(
         endpoint(
             summary=summary,

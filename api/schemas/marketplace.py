@@ -101,6 +101,13 @@ class BookingCreate(StrictModel):
     provider_id: uuid.UUID
     category: Category
     scheduled_at: AwareDatetime = Field(description="in the future, with a time zone")
+    duration_minutes: int | None = Field(
+        None,
+        ge=5,
+        le=1440,
+        description="default: the provider's default_duration_minutes, else 60",
+        examples=[60],
+    )
     location: BookingLocation
     # Instructions for the provider may run over lines.
     notes: Text(2000) = ""  # type: ignore[valid-type]
@@ -138,7 +145,9 @@ class Booking(BaseModel):
         description="null once the provider deleted their account"
     )
     category: str
-    scheduled_at: datetime
+    scheduled_at: datetime = Field(description="the start")
+    ends_at: datetime
+    duration_minutes: int
     location: BookingLocationOut
     notes: str
     status: BookingStatus

@@ -56,6 +56,15 @@ class AccountDeleted(Conflict):
     """The other user scheduled their account's deletion: nothing new reaches them."""
 
 
+class SlotTaken(Conflict):
+    """The booking's time (with the provider's buffer) overlaps another accepted or
+    in-progress booking of the provider: it cannot be accepted."""
+
+
+class SlotUnavailable(Conflict):
+    """The provider set availability, and the requested time is not one of their free slots."""
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One invalid input: where it is (dotted path), what is wrong, a stable machine code."""

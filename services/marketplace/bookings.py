@@ -23,10 +23,12 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    func,
     select,
     tuple_,
     union_all,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import Booking, BookingEvent
@@ -43,10 +45,14 @@ from services.base.errors import (
     FieldError,
     Forbidden,
     NotFound,
+    SlotTaken,
+    SlotUnavailable,
     ValidationFailed,
 )
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
+from services.marketplace.availability import DEFAULT_DURATION_MINUTES, load_rules
 from services.marketplace.providers import require_active_provider
+from services.marketplace.slots import DEFAULT_STEP_MINUTES, busy_times, free_slots
 from services.messaging.notifications import booking_changed
 
 Party = Literal["consumer", "provider", "admin"]
@@ -103,6 +109,7 @@ class BookingView:
     provider_id: uuid.UUID | None
     category: str
     scheduled_at: datetime
+    ends_at: datetime
     lat: float | None  # None once the consumer is purged
     lng: float | None
     address: str | None
@@ -122,6 +129,8 @@ class NewBooking:
     lng: float
     address: str | None
     notes: str
+    # None: the provider's default_duration_minutes, else DEFAULT_DURATION_MINUTES.
+    duration_minutes: int | None = None
 
 
 class Parties(Protocol):
@@ -145,9 +154,16 @@ def party_of(booking: Parties, user: UserView) -> Party | None:
     return None
 
 
-def create_booking(session: Session, *, consumer: UserView, data: NewBooking) -> BookingView:
+def create_booking(
+    session: Session,
+    *,
+    consumer: UserView,
+    data: NewBooking,
+    step_minutes: int = DEFAULT_STEP_MINUTES,
+) -> BookingView:
     """A consumer asks a provider for a service at a time and place; 403 (Blocked) if
-    either of the two blocked the other."""
+    either of the two blocked the other; 409 (SlotUnavailable) if the provider set
+    availability and the time is not one of their free slots (`step_minutes` their grid)."""
     # Both users' rows held first, so a deletion of either being scheduled meanwhile either
     # shows here or cancels this booking (users.scheduled_for_deletion). A provider whose
     # deletion is scheduled has an inactive profile: unknown below, like any other.
@@ -171,12 +187,15 @@ def create_booking(session: Session, *, consumer: UserView, data: NewBooking) ->
         problems.append(FieldError("scheduled_at", "must be within a year", "too_far_ahead"))
     if problems:
         raise ValidationFailed("The booking cannot be made as asked.", problems)
+    ends_at, blocked_until = _booked_time(session, data, step_minutes, now)
     booking = Booking(
         id=uuid.uuid4(),
         consumer_id=consumer.id,
         provider_id=data.provider_id,
         category=data.category,
         scheduled_at=data.scheduled_at,
+        ends_at=ends_at,
+        blocked_until=blocked_until,
         lat=data.lat,
         lng=data.lng,
         address=data.address,
@@ -230,11 +249,72 @@ def transition(
     event = _event(booking, booking.status, rule.target, actor.id, party, reason, now)
     booking.status = rule.target
     booking.updated_at = now
+    if rule.target == "accepted":
+        claim_time(session, booking)
     session.add(event)
     text = NOTICES[action] + (f": {reason}" if reason else "")
     booking_changed(session, booking, actor_id=actor.id, text=text)
     session.flush()
     return _view(booking, _history(session, booking_id))
+
+
+def _booked_time(
+    session: Session, data: NewBooking, step_minutes: int, now: datetime
+) -> tuple[datetime, datetime]:
+    """(ends_at, blocked_until) of a new booking; 409 if the provider set availability and
+    this is not a free slot of theirs."""
+    rules = load_rules(session, data.provider_id)
+    default = rules.default_duration_minutes if rules else DEFAULT_DURATION_MINUTES
+    duration = timedelta(minutes=data.duration_minutes or default)
+    ends_at = data.scheduled_at + duration
+    if rules is None:
+        return ends_at, ends_at
+    buffer = timedelta(minutes=rules.buffer_minutes)
+    start = data.scheduled_at
+    busy = busy_times(session, data.provider_id, start, ends_at + buffer)
+    step = timedelta(minutes=step_minutes)
+    # Offered slots starting in [start, start + 1 µs): this one, if it is free.
+    if not free_slots(rules, busy, start, start + timedelta(microseconds=1), duration, step, now):
+        raise SlotUnavailable(
+            "The provider is not available then: pick a time from "
+            f"GET /v1/providers/{data.provider_id}/slots."
+        )
+    return ends_at, ends_at + buffer
+
+
+# pg_advisory_xact_lock(_TIME_LOCK, provider): accepts of one provider's bookings queue up.
+_TIME_LOCK = 15_0001
+
+
+def claim_time(session: Session, booking: Booking) -> None:
+    """Make `booking` (just set accepted) hold its time: 409 SlotTaken if it overlaps another
+    accepted or in-progress booking of the provider (buffers included).
+
+    PostgreSQL: the exclusion constraint refuses the overlap whatever happens here; the
+    advisory lock only queues concurrent accepts of one provider, so that two of them never
+    wait on each other's index entries (a deadlock, not a 409). SQLite: the UPDATE flushed
+    first takes the database's write lock, so the check that follows sees every accept
+    committed before and none can commit until this transaction ends."""
+    provider_id = booking.provider_id
+    if provider_id is None:  # the provider's account was purged: nothing to protect
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(provider_id.bytes[:4], "big", signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(_TIME_LOCK, key)))
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if "bookings_no_double_booking" not in str(exc.orig):
+            raise
+        raise _slot_taken() from None
+    if busy_times(
+        session, provider_id, booking.scheduled_at, booking.blocked_until, but=booking.id
+    ):
+        raise _slot_taken()
+
+
+def _slot_taken() -> SlotTaken:
+    return SlotTaken("The provider already has an accepted booking at this time.")
 
 
 def lock_booking(session: Session, booking_id: uuid.UUID, viewer: UserView) -> Booking:
@@ -281,6 +361,7 @@ _VIEW_COLUMNS = [
         "provider_id",
         "category",
         "scheduled_at",
+        "ends_at",
         "lat",
         "lng",
         "address",
@@ -375,6 +456,7 @@ def _view(b: Booking, history: list[EventView] | None = None) -> BookingView:
         provider_id=b.provider_id,
         category=b.category,
         scheduled_at=b.scheduled_at,
+        ends_at=b.ends_at,
         lat=b.lat,
         lng=b.lng,
         address=b.address,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -69,8 +70,14 @@ def profile_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+# Each booking_body gets its own hour: two bookings of one provider accepted in a test must not
+# overlap (the exclusion constraint would refuse the second, 409 /problems/slot-taken).
+_HOURS = itertools.count()
+
+
 def booking_body(provider_id: str, **overrides: Any) -> dict[str, Any]:
-    when = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    later = timedelta(days=2, hours=2 * (next(_HOURS) % 2000))  # at most ~167 days ahead
+    when = (datetime.now(UTC) + later).isoformat()
     body: dict[str, Any] = {
         "provider_id": provider_id,
         "category": "cleaning",
