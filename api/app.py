@@ -8,6 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from api import (
     admin,
     analytics,
+    availability,
     blocks,
     bookings,
     dashboard,
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         me.bp,
         providers.bp,
         bookings.bp,
+        availability.bp,
         blocks.bp,
         reports.bp,
         reports.admin_bp,

@@ -14,11 +14,13 @@ from models.marketplace import (
     RoleChange,
 )
 from models.media import Device, Notification, OutboxMessage, Upload
+from models.scheduling import Availability
 from models.moderation import Report
 from models.sync import SyncDataset, SyncRecord
 from models.user import User
 
 __all__ = [
+    "Availability",
     "Base",
     "Block",
     "Booking",

@@ -128,6 +128,8 @@ class Settings(BaseModel):
     account_deletion_grace_hours: int = Field(
         72, ge=0, le=24 * 90, alias="ACCOUNT_DELETION_GRACE_HOURS"
     )
+    # Bookable slots start every this many minutes from the start of each available interval.
+    slot_step_minutes: int = Field(30, ge=5, le=240, alias="SLOT_STEP_MINUTES")
     export_bucket: str | None = Field(None, alias="EXPORT_BUCKET")
     # Table -> column names or "*"; None means services/analytics/export.py's DEFAULT_TABLES.
     # The names are checked against the schema and the deny-list by build_components: the
