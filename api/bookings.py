@@ -210,7 +210,11 @@ def post_message(booking_id: uuid.UUID, body: MessageCreate) -> Message:
     `/problems/account-deleted` once the other party scheduled their account's deletion,
     `/problems/account-deletion-scheduled` while yours is."""
     view = messages.post_message(
-        unit().session, booking_id=booking_id, sender=current_user(), body=body.body
+        unit().session,
+        booking_id=booking_id,
+        sender=current_user(),
+        body=body.body,
+        content=components().content_filter,
     )
     return Message.model_validate(view, from_attributes=True)
 
@@ -258,5 +262,6 @@ def post_review(booking_id: uuid.UUID, body: ReviewCreate) -> Review:
         author=current_user(),
         rating=body.rating,
         comment=body.comment,
+        content=components().content_filter,
     )
     return Review.model_validate(view, from_attributes=True)

@@ -44,7 +44,12 @@ def get_me() -> Me:
 def patch_me(body: MeUpdate) -> Me:
     """Only the fields sent change; `null` clears one."""
     changes = body.model_dump(exclude_unset=True)
-    updated = users.update_profile(unit().session, user_id=current_user().id, changes=changes)
+    updated = users.update_profile(
+        unit().session,
+        user_id=current_user().id,
+        changes=changes,
+        content=components().content_filter,
+    )
     return _me(updated)
 
 

@@ -7,7 +7,7 @@ import uuid
 from flask import Blueprint
 
 from api.auth import current_user
-from api.context import unit
+from api.context import components, unit
 from api.endpoint import endpoint
 from api.schemas.common import Location
 from api.schemas.marketplace import (
@@ -65,7 +65,12 @@ def put_provider_profile(body: ProviderProfileIn) -> OwnProviderProfile:
         hourly_rate_cents=body.hourly_rate_cents,
         currency=body.currency,
     )
-    view = providers.upsert_profile(unit().session, user_id=current_user().id, data=data)
+    view = providers.upsert_profile(
+        unit().session,
+        user_id=current_user().id,
+        data=data,
+        content=components().content_filter,
+    )
     return OwnProviderProfile(**_public(view), active=view.active)
 
 

@@ -14,8 +14,8 @@ from models.marketplace import (
     RoleChange,
 )
 from models.media import Device, Notification, OutboxMessage, Upload
-from models.scheduling import Availability
 from models.moderation import Report
+from models.scheduling import Availability
 from models.sync import SyncDataset, SyncRecord
 from models.user import User
 

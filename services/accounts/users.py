@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from models import ProviderProfile, User
 from models.base import utcnow
 from services.accounts.auth import Identity
+from services.base.content_filter import ContentFilter, flag
 from services.base.db import insert_ignoring_conflict
 from services.base.errors import (
     AccountClosed,
@@ -189,9 +190,14 @@ EDITABLE_FIELDS = frozenset({"display_name", "phone"})
 
 
 def update_profile(
-    session: Session, *, user_id: uuid.UUID, changes: Mapping[str, str | None]
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    changes: Mapping[str, str | None],
+    content: ContentFilter,
 ) -> UserView:
-    """Set the fields given (None clears one); fields left out stay as they are."""
+    """Set the fields given (None clears one); fields left out stay as they are. A display
+    name that hits the content filter is kept and opens a system report of the user."""
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
@@ -200,5 +206,8 @@ def update_profile(
         raise NotFound("No such user.")
     for name, value in changes.items():
         setattr(user, name, value)
+    if "display_name" in changes:
+        texts = (changes["display_name"],)
+        flag(session, content, target_type="user", target_id=user_id, texts=texts)
     session.flush()  # updated_at comes from the database's onupdate
     return view_of(user)

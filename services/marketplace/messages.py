@@ -18,6 +18,7 @@ from services.accounts.users import (
     deletion_scheduled_refusal,
     scheduled_for_deletion,
 )
+from services.base.content_filter import ContentFilter, flag
 from services.base.errors import AccountDeleted, Blocked, Forbidden, NotFound, ValidationFailed
 from services.base.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
 from services.marketplace.bookings import lock_booking, party_of
@@ -47,10 +48,16 @@ class MessagePage:
 
 
 def post_message(
-    session: Session, *, booking_id: uuid.UUID, sender: UserView, body: str
+    session: Session,
+    *,
+    booking_id: uuid.UUID,
+    sender: UserView,
+    body: str,
+    content: ContentFilter,
 ) -> MessageView:
     """Only the two parties write, and not once either blocked the other (403 Blocked);
-    admins read. The booking row lock orders the numbers."""
+    admins read. The booking row lock orders the numbers. A body that hits the content
+    filter is sent as it is and opens a system report of the message."""
     now = utcnow()
     booking = _take_next_seq(session, booking_id, sender, now)
     recipient = booking.provider_id if sender.id == booking.consumer_id else booking.consumer_id
@@ -63,6 +70,7 @@ def post_message(
         )
     message = MessageView(uuid.uuid4(), booking_id, booking.last_message_seq, sender.id, body, now)
     session.execute(insert(_MESSAGES), [_row(message)])
+    flag(session, content, target_type="message", target_id=message.id, texts=(body,))
     notify(
         session,
         user_id=recipient,

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from models import ProviderCategory, ProviderProfile, User
 from services.accounts.blocks import either_blocked, no_block_between
 from services.accounts.users import deletion_scheduled_refusal, scheduled_for_deletion
+from services.base.content_filter import ContentFilter, flag
 from services.base.errors import FieldError, NotFound, ValidationFailed
 from services.base.pagination import Page, decode_cursor, invalid_cursor, page_of, scope_of
 
@@ -87,10 +88,18 @@ def _view(p: Any, distance_km: float | None = None) -> ProviderView:
     )
 
 
-def upsert_profile(session: Session, *, user_id: uuid.UUID, data: ProfileInput) -> ProviderView:
+def upsert_profile(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    data: ProfileInput,
+    content: ContentFilter | None = None,
+) -> ProviderView:
     """Create or replace the caller's profile; its search rows change in the same transaction.
     409 while the caller's account deletion is scheduled (their row held first: a deletion
-    scheduled meanwhile then hides a profile created here)."""
+    scheduled meanwhile then hides a profile created here). A name or bio that hits the
+    content filter is kept and opens a system report of the profile (`content` None: no
+    check, for tools that seed data)."""
     if scheduled_for_deletion(session, [user_id], hold=True):
         raise deletion_scheduled_refusal("change your provider profile")
     categories = sorted(set(data.categories))
@@ -106,6 +115,9 @@ def upsert_profile(session: Session, *, user_id: uuid.UUID, data: ProfileInput) 
     profile.hourly_rate_cents = data.hourly_rate_cents
     profile.currency = data.currency
     session.flush()
+    if content is not None:
+        texts = (data.display_name, data.bio)
+        flag(session, content, target_type="provider_profile", target_id=user_id, texts=texts)
     session.execute(delete(ProviderCategory).where(ProviderCategory.provider_id == user_id))
     session.add_all(
         ProviderCategory(provider_id=user_id, category=c, lat=data.lat, lng=data.lng)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from models import ProviderProfile, Review
 from models.base import utcnow
 from services.accounts.users import UserView, deletion_scheduled_refusal
+from services.base.content_filter import ContentFilter, flag
 from services.base.errors import Conflict, Forbidden
 from services.marketplace.bookings import lock_booking, party_of
 
@@ -31,9 +32,16 @@ class ReviewView:
 
 
 def post_review(
-    session: Session, *, booking_id: uuid.UUID, author: UserView, rating: int, comment: str
+    session: Session,
+    *,
+    booking_id: uuid.UUID,
+    author: UserView,
+    rating: int,
+    comment: str,
+    content: ContentFilter,
 ) -> ReviewView:
-    """404 if hidden, 403 unless the booking's consumer, 409 unless completed or if reviewed."""
+    """404 if hidden, 403 unless the booking's consumer, 409 unless completed or if reviewed.
+    A comment that hits the content filter is kept and opens a system report of the review."""
     booking = lock_booking(session, booking_id, author)
     if party_of(booking, author) != "consumer":
         raise Forbidden("Only the booking's consumer may review it.")
@@ -52,6 +60,7 @@ def post_review(
         created_at=utcnow(),
     )
     session.add(review)
+    flag(session, content, target_type="review", target_id=booking_id, texts=(comment,))
     # In SQL, not read-modify-write: concurrent reviews of one provider cannot lose a count.
     session.execute(
         update(ProviderProfile)
