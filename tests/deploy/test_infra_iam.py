@@ -376,6 +376,8 @@ def expected_web(dr: bool) -> dict[str, set[str]]:
         "cognito-idp:AdminGetUser": {POOL_ARN},
         "cognito-idp:AdminAddUserToGroup": {POOL_ARN},
         "cognito-idp:AdminRemoveUserFromGroup": {POOL_ARN},
+        "cognito-idp:AdminDisableUser": {POOL_ARN},
+        "cognito-idp:AdminEnableUser": {POOL_ARN},
         "secretsmanager:GetSecretValue": secrets,
         "logs:CreateLogStream": logs,
         "logs:PutLogEvents": logs,
