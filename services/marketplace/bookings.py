@@ -300,7 +300,8 @@ def claim_time(session: Session, booking: Booking) -> None:
         return
     if session.get_bind().dialect.name == "postgresql":
         key = int.from_bytes(provider_id.bytes[:4], "big", signed=True)
-        session.execute(select(func.pg_advisory_xact_lock(_TIME_LOCK, key)))
+        with session.no_autoflush:  # the UPDATE goes out below, under the lock
+            session.execute(select(func.pg_advisory_xact_lock(_TIME_LOCK, key)))
     try:
         session.flush()
     except IntegrityError as exc:
