@@ -1,4 +1,5 @@
-"""The admin dashboard at /admin/: a static page whose script calls the summary API.
+"""The admin dashboard at /admin/: a static page whose script calls the summary API, and
+its Reports view the moderation API (open reports, resolved with an action and a note).
 
 Everything it needs is served from api/static/admin/ (no CDN, no web fonts). The page holds
 no secret: the admin pastes a token, which stays in the tab's sessionStorage and goes only

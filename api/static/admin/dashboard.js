@@ -302,6 +302,152 @@
     setState("ready");
   }
 
+  // --- reports: the open ones, each with its target, resolved with an action ---------
+
+  const REPORTS_URL = "/v1/admin/reports";
+  const ACTIONS = [
+    ["dismiss", "Dismiss (no action)"],
+    ["remove_content", "Remove content"],
+    ["suspend_user", "Suspend user"],
+  ];
+
+  function node(tag, attributes, text) {
+    const element = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) element.setAttribute(name, value);
+    if (text !== undefined && text !== null) element.textContent = String(text);
+    return element;
+  }
+
+  async function api(method, url, body) {
+    const options = {
+      method,
+      headers: { Authorization: "Bearer " + storedToken(), Accept: "application/json" },
+      credentials: "omit",
+      cache: "no-store",
+    };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(url, options);
+  }
+
+  // A problem+json answer as one readable line, plus the fields it names.
+  async function problemText(response) {
+    let problem = null;
+    try {
+      problem = await response.json();
+    } catch (e) {
+      problem = null;
+    }
+    const title = (problem && problem.title) || response.statusText || "Error";
+    let text = title + " (" + response.status + ")";
+    if (problem && problem.detail) text += ": " + problem.detail;
+    if (problem && Array.isArray(problem.errors)) {
+      for (const f of problem.errors) text += " " + (f.field ? f.field + ": " : "") + (f.message || "");
+    }
+    return text;
+  }
+
+  function describeTarget(item) {
+    const t = item.target;
+    const box = node("div", { class: "target" });
+    const who = t.display_name ? t.display_name : t.owner_id ? "user " + t.owner_id : "unknown";
+    box.appendChild(node("p", { class: "meta" },
+      item.target_type.replace("_", " ") + " by " + who + (t.rating ? " · rating " + t.rating : "")));
+    if (!t.exists) {
+      box.appendChild(node("p", { class: "removed" }, "It no longer exists."));
+    } else if (t.removed) {
+      box.appendChild(node("p", { class: "removed" }, "Removed."));
+    } else if (t.text) {
+      box.appendChild(node("blockquote", { class: "text" }, t.text));
+    }
+    if (t.content_type) box.appendChild(node("p", { class: "meta" }, "File: " + t.content_type));
+    if (t.download_url) {
+      // Another origin: the CSP keeps it out of the page, so it opens in a tab of its own.
+      box.appendChild(node("a", { href: t.download_url, target: "_blank", rel: "noopener noreferrer",
+        class: "download" }, "Open the image (link valid a few minutes)"));
+    }
+    return box;
+  }
+
+  function reportCard(item) {
+    const card = node("li", { class: "report", "data-report-id": item.id, "data-status": item.status });
+    const reporter = item.reporter
+      ? (item.reporter.display_name || "user " + item.reporter.id)
+      : "system (content filter)";
+    card.appendChild(node("p", { class: "meta" },
+      item.reason + " · reported by " + reporter + " · " + item.created_at.replace("T", " ").slice(0, 16) + " UTC"));
+    if (item.details) card.appendChild(node("blockquote", { class: "details" }, item.details));
+    card.appendChild(describeTarget(item));
+
+    const form = node("form", { class: "resolve" });
+    const select = node("select", { class: "action", "aria-label": "Action" });
+    for (const [value, label] of ACTIONS) select.appendChild(node("option", { value }, label));
+    const note = node("textarea", { class: "note", rows: "2", maxlength: "2000",
+      placeholder: "Note for the record (not shown to the reporter)", "aria-label": "Note" });
+    const button = node("button", { type: "submit", class: "resolve-button" }, "Resolve");
+    const problem = node("p", { class: "problem", role: "alert" });
+    problem.hidden = true;
+    form.append(select, note, button);
+    card.append(form, problem);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      button.disabled = true;
+      problem.hidden = true;
+      let response;
+      try {
+        response = await api("POST", REPORTS_URL + "/" + item.id + "/resolve",
+          { action: select.value, note: note.value.trim() });
+      } catch (e) {
+        response = null;
+        problem.textContent = "The server did not answer: " + String(e && e.message ? e.message : e);
+      }
+      if (response && response.ok) {
+        const resolved = await response.json();
+        card.dataset.status = resolved.status;
+        card.dataset.action = resolved.action;
+        form.replaceWith(node("p", { class: "meta resolved" }, "Resolved: " + resolved.action));
+        return;
+      }
+      if (response) problem.textContent = await problemText(response);
+      problem.hidden = false;
+      button.disabled = false;
+    });
+    return card;
+  }
+
+  async function loadReports() {
+    clearError();
+    if (!storedToken()) {
+      showError("Token needed", "Paste an admin's Cognito token, then press Reports.");
+      setState("signed-out");
+      return;
+    }
+    document.body.dataset.reports = "loading";
+    let response;
+    try {
+      response = await api("GET", REPORTS_URL + "?status=open&limit=100");
+    } catch (e) {
+      showError("The server did not answer", String(e && e.message ? e.message : e));
+      document.body.dataset.reports = "error";
+      return;
+    }
+    if (!response.ok) {
+      await showProblem(response);
+      document.body.dataset.reports = "error";
+      return;
+    }
+    const page = await response.json();
+    const list = $("report-list");
+    list.replaceChildren(...page.items.map(reportCard));
+    $("reports-count").textContent = "(" + page.items.length + (page.next_cursor ? "+" : "") + ")";
+    $("reports-empty").hidden = page.items.length > 0;
+    $("reports").hidden = false;
+    document.body.dataset.reports = "ready";
+    setState("ready");
+  }
+
   function init() {
     $("controls").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -316,8 +462,17 @@
       storeToken("");
       $("token").value = "";
       $("dashboard").hidden = true;
+      $("reports").hidden = true;
       clearError();
       setState("signed-out");
+    });
+    $("load-reports").addEventListener("click", () => {
+      const typed = $("token").value.trim();
+      if (typed) {
+        storeToken(typed);
+        $("token").value = "";
+      }
+      loadReports();
     });
     showTokenState();
     if (storedToken()) load();
