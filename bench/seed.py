@@ -174,6 +174,15 @@ def seed(engine: Engine, scale: Scale, bench_users: list[BenchUser], seed: int =
         city_points = [(lat, lng) for _, lat, lng, _ in CITIES]
         bookings: list[tuple[Any, ...]] = []
         message_plan: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, int, datetime]] = []
+        # (provider, start) taken: bookings last 60 minutes (the migration's trigger fills
+        # ends_at), so one start per provider and hour keeps the exclusion constraint happy.
+        taken: set[tuple[uuid.UUID, datetime]] = set()
+
+        def start_for(provider: uuid.UUID, wanted: datetime) -> datetime:
+            while (provider, wanted) in taken:
+                wanted += timedelta(hours=1)
+            taken.add((provider, wanted))
+            return wanted
 
         def add_booking(consumer: uuid.UUID, status: str, n_messages: int) -> uuid.UUID:
             booking_id = _uuid(rng)
@@ -186,7 +195,12 @@ def seed(engine: Engine, scale: Scale, bench_users: list[BenchUser], seed: int =
                     consumer,
                     provider,
                     offers[provider][0],
-                    _ts(created + timedelta(days=rng.randint(1, 14), hours=rng.randint(8, 18))),
+                    _ts(
+                        start_for(
+                            provider,
+                            created + timedelta(days=rng.randint(1, 14), hours=rng.randint(8, 18)),
+                        )
+                    ),
                     repr(lat + rng.uniform(-0.1, 0.1)),
                     repr(lng + rng.uniform(-0.1, 0.1)),
                     f"{rng.randint(1, 200)} Bench Street",
