@@ -10,6 +10,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from api.context import components
 from services import infra, uploads
+from services.accounts.data_export import build_pending
 from services.analytics import export
 from services.base import idempotency
 from services.messaging import outbox
@@ -94,6 +95,18 @@ def run_export() -> None:
 
 
 accounts_cli = AppGroup("accounts", help="Users' accounts: their deletion and their data.")
+
+
+@accounts_cli.command("export-data")
+def export_data() -> None:
+    """Build every pending personal data export and delete the expired ones, then exit
+    (safe beside the web workers' builders and other runs: each export is claimed once)."""
+    built = components()
+    stats = build_pending(built.sessions, built.store, built.settings)
+    click.echo(
+        f"built {stats.built}, retry scheduled {stats.retried}, failed {stats.failed}, "
+        f"expired {stats.expired}"
+    )
 
 
 def register_cli(app: Flask) -> None:

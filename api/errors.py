@@ -21,6 +21,7 @@ from services.base.errors import (
     AccountSuspended,
     Blocked,
     Conflict,
+    ExportInProgress,
     Forbidden,
     InvalidToken,
     NotFound,
@@ -61,6 +62,7 @@ _TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
         "Your account is scheduled for deletion",
     ),
     AccountDeleted: (409, "/problems/account-deleted", "Account deleted"),
+    ExportInProgress: (409, "/problems/export-in-progress", "Data export in progress"),
     SlotTaken: (409, "/problems/slot-taken", "Time already booked"),
     SlotUnavailable: (409, "/problems/slot-unavailable", "Time not available"),
     Conflict: (409, "/problems/conflict", "Conflict"),
@@ -191,6 +193,8 @@ def _trellis_error(exc: TrellisError) -> Response:
         ]
     if isinstance(exc, AccountHasActiveBookings):
         extensions["booking_ids"] = [str(booking_id) for booking_id in exc.booking_ids]
+    if isinstance(exc, ExportInProgress):
+        extensions["export_id"] = str(exc.export_id)
     if isinstance(exc, ValidationFailed):
         extensions["errors"] = [
             {"field": e.field, "message": e.message, "code": e.code} for e in exc.errors

@@ -21,6 +21,7 @@ from flask import Blueprint, request
 
 from api.context import components
 from services import uploads
+from services.accounts.data_export import build_pending
 from services.analytics import export
 from services.base import idempotency
 from services.base.errors import Forbidden
@@ -99,3 +100,22 @@ def purge_idempotency_keys_task() -> dict[str, Any]:
     """Delete Idempotency-Key records past their expiry."""
     removed = idempotency.purge_expired(components().sessions)
     return {"task": "purge-idempotency-keys", "removed": removed}
+
+
+@bp.post("/export-data")
+def export_data_task() -> dict[str, Any]:
+    """Build pending personal data exports and delete expired ones. No new build starts
+    after EXPORT_MAX_SECONDS (below gunicorn's timeout); the next run, or a web worker's
+    builder, takes the rest. A failed build is recorded on its export, not answered 5xx."""
+    built = components()
+    settings = built.settings
+    stats = build_pending(
+        built.sessions, built.store, settings, max_seconds=settings.export_max_seconds
+    )
+    return {
+        "task": "export-data",
+        "built": stats.built,
+        "retried": stats.retried,
+        "failed": stats.failed,
+        "expired": stats.expired,
+    }

@@ -3,6 +3,7 @@
 from models.accounts import Block
 from models.analytics import Event, ExportRun, ExportWatermark
 from models.base import Base
+from models.data_exports import DataExport
 from models.idempotency import IdempotencyKey
 from models.marketplace import (
     Booking,
@@ -25,6 +26,7 @@ __all__ = [
     "Block",
     "Booking",
     "BookingEvent",
+    "DataExport",
     "Device",
     "Event",
     "ExportRun",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.accounts import data_export
 from services.accounts.auth import JwksCache, TokenVerifier
 from services.analytics import export
 from services.aws.cognito import CognitoGroups, GroupDirectory
@@ -49,6 +50,7 @@ class Components:
     push: PushGateway
     exports: ExportSink
     relay: outbox.OutboxRelay | None = None
+    export_builder: data_export.ExportBuilder | None = None  # DATA_EXPORTS_IN_WEB
     reads: ReadRouter | None = None  # None: no replica configured, everything on the primary
     upload_limits: Mapping[str, UploadLimit] = field(default_factory=dict)
     # The objectionable-content terms, compiled once (services/base/content_filter.py).
@@ -93,6 +95,14 @@ def build_components(
             sessions, push, max_backoff_seconds=settings.outbox_max_backoff_seconds
         )
         wake_relay_after_commit(sessions, relay)
+    store = store or S3Store(
+        bucket=settings.uploads_bucket or "",
+        region=settings.aws_region,
+        kms_key_id=settings.kms_key_id,
+    )
+    export_builder = None
+    if settings.data_exports_in_web:
+        export_builder = export_builder_for(sessions, store, settings)
     return Components(
         settings=settings,
         engine=engine,
@@ -103,12 +113,7 @@ def build_components(
         or CognitoGroups(
             user_pool_id=settings.cognito_user_pool_id, region=settings.cognito_region
         ),
-        store=store
-        or S3Store(
-            bucket=settings.uploads_bucket or "",
-            region=settings.aws_region,
-            kms_key_id=settings.kms_key_id,
-        ),
+        store=store,
         push=push,
         exports=exports
         or S3ExportStore(
@@ -117,6 +122,7 @@ def build_components(
             kms_key_id=settings.kms_key_id,
         ),
         relay=relay,
+        export_builder=export_builder,
         upload_limits=upload_limits(settings),
         content_filter=content,
         reads=read_router(settings, engine, write_marks),
@@ -156,16 +162,33 @@ def read_router(
 
 def wake_relay_after_commit(sessions: sessionmaker[Session], relay: outbox.OutboxRelay) -> None:
     """After a commit that enqueued pushes, nudge the relay (non-blocking)."""
+    wake_after_commit(sessions, outbox.PENDING_FLAG, relay.wake)
+
+
+def wake_after_commit(sessions: sessionmaker[Session], flag: str, wake: Callable[[], None]) -> None:
+    """After the commit of a session that set `flag` in its info, call `wake`; a rollback
+    drops the flag (its work never happened)."""
 
     def after_commit(session: Session) -> None:
-        if session.info.pop(outbox.PENDING_FLAG, False):
-            relay.wake()
+        if session.info.pop(flag, False):
+            wake()
 
     def after_rollback(session: Session) -> None:
-        session.info.pop(outbox.PENDING_FLAG, None)
+        session.info.pop(flag, None)
 
     event.listen(sessions, "after_commit", after_commit)
     event.listen(sessions, "after_rollback", after_rollback)
+
+
+def export_builder_for(
+    sessions: sessionmaker[Session], store: ObjectStore, settings: Settings
+) -> data_export.ExportBuilder:
+    """The web worker's data export thread, woken after a commit that asked for an export."""
+    builder = data_export.ExportBuilder(
+        lambda: data_export.build_pending(sessions, store, settings)
+    )
+    wake_after_commit(sessions, data_export.PENDING_FLAG, builder.wake)
+    return builder
 
 
 def upload_limits(settings: Settings) -> dict[str, UploadLimit]:

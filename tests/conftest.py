@@ -110,6 +110,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "COGNITO_APP_CLIENT_IDS": CLIENT_ID,
         "LOG_LEVEL": "INFO",
         "OUTBOX_RELAY_IN_WEB": "false",
+        "DATA_EXPORTS_IN_WEB": "false",
         "RATE_LIMIT_DEFAULT": "100000/minute",
         "RATE_LIMIT_ANONYMOUS": "100000/minute",
         "RATE_LIMIT_UPLOADS": "100000/minute",

@@ -87,7 +87,7 @@ class S3ExportStore:
         return fields
 
     def open(self, key: str, *, content_type: str) -> ExportObject:
-        return _StreamedObject(
+        return StreamedObject(
             self.client(),
             bucket=self.bucket,
             key=key,
@@ -128,7 +128,7 @@ class S3ExportStore:
         return done
 
 
-class _StreamedObject:
+class StreamedObject:
     def __init__(
         self, s3: Any, *, bucket: str, key: str, attributes: dict[str, str], chunk_bytes: int
     ) -> None:

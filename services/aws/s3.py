@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from services.aws.clients import TRANSPORT_ERRORS, LazyClient
+
+if TYPE_CHECKING:
+    from services.aws.exports import ExportObject
 
 
 class StorageUnavailable(Exception):
@@ -34,6 +37,10 @@ class ObjectStore(Protocol):
     def presign_get(self, *, key: str, expires_in: int) -> str: ...
 
     def head(self, key: str) -> StoredObject | None: ...
+
+    def open_write(self, key: str, *, content_type: str) -> ExportObject:
+        """An object streamed up (SSE-KMS) as it is written; visible once committed."""
+        ...
 
     def delete(self, key: str) -> None: ...
 
@@ -98,6 +105,23 @@ class S3Store:
             )
         except (*TRANSPORT_ERRORS, ClientError) as exc:
             raise StorageUnavailable(f"presign failed: {exc}") from exc
+
+    def open_write(self, key: str, *, content_type: str) -> ExportObject:
+        """Stream an object up, SSE-KMS: multipart parts of ~8 MiB, so memory holds one part
+        whatever the object's size (a personal data export)."""
+        # Imported here: services.aws.exports builds on this module's bucket helpers.
+        from services.aws.exports import DEFAULT_CHUNK_BYTES, StreamedObject
+
+        encryption = {"ServerSideEncryption": "aws:kms"}
+        if self._kms_key_id:
+            encryption["SSEKMSKeyId"] = self._kms_key_id
+        return StreamedObject(
+            self.client(),
+            bucket=self.bucket,
+            key=key,
+            attributes={"ContentType": content_type, **encryption},
+            chunk_bytes=DEFAULT_CHUNK_BYTES,
+        )
 
     def head(self, key: str) -> StoredObject | None:
         """What S3 holds at `key`, or None if nothing is there."""

@@ -47,6 +47,17 @@ class AccountHasActiveBookings(Conflict):
         self.booking_ids = booking_ids
 
 
+class ExportInProgress(Conflict):
+    """The user's previous data export is still being built: one at a time."""
+
+    def __init__(self, export_id: uuid.UUID) -> None:
+        super().__init__(
+            "Your previous data export is still being prepared; wait for it (export_id "
+            "names it) before asking for another."
+        )
+        self.export_id = export_id
+
+
 class AccountDeletionScheduled(Conflict):
     """The caller scheduled their own account's deletion: nothing new they would send to
     others (a booking, a message, a review, a notification, a profile) is accepted."""

@@ -130,6 +130,15 @@ class Settings(BaseModel):
     )
     # Bookable slots start every this many minutes from the start of each available interval.
     slot_step_minutes: int = Field(30, ge=5, le=240, alias="SLOT_STEP_MINUTES")
+    # Personal data exports (POST /v1/me/exports): how many a user may ask for in any 24 h;
+    # how many times a build is tried before the export is `failed`; how long a builder
+    # holds an export it claimed before another may take it over (longer than any build).
+    exports_per_day: int = Field(3, ge=1, le=100, alias="EXPORTS_PER_DAY")
+    data_export_max_attempts: int = Field(3, ge=1, le=20, alias="DATA_EXPORT_MAX_ATTEMPTS")
+    data_export_lease_seconds: int = Field(900, ge=60, le=86_400, alias="DATA_EXPORT_LEASE_SECONDS")
+    # Build pending exports in a background thread of each web worker (besides the
+    # `accounts export-data` command and the worker tier's task).
+    data_exports_in_web: bool = Field(True, alias="DATA_EXPORTS_IN_WEB")
     export_bucket: str | None = Field(None, alias="EXPORT_BUCKET")
     # Table -> column names or "*"; None means services/analytics/export.py's DEFAULT_TABLES.
     # The names are checked against the schema and the deny-list by build_components: the

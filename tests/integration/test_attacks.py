@@ -119,6 +119,7 @@ def world(actors, components: Components, connection: Connection, client: FlaskC
         "upload_id": _ok(consumer.post("/v1/uploads", json=upload), 201)["id"],
         "attachment_id": _ok(consumer.post("/v1/uploads", json=attachment), 201)["id"],
         "device_id": _ok(consumer.post("/v1/devices", json=device))["id"],
+        "export_id": _ok(consumer.post("/v1/me/exports"), 202)["id"],
         "notification_id": notes[0]["id"],
         "provider_id": provider.id,
         "user_id": consumer.id,
@@ -139,6 +140,7 @@ OBJECT_ROUTE_RULES = {
     "upload_id": 404,  # the owner (and a booking attachment's other party)
     "device_id": 404,  # the owner
     "notification_id": 404,  # the recipient
+    "export_id": 404,  # the owner's personal data export
     "user_id": 403,  # /v1/admin/...: gated on the admin role before any lookup
     "report_id": 403,  # /v1/admin/reports/...: admins only, before any lookup
     "provider_id": 200,  # the public provider directory: read-only for every signed-in user

@@ -13,6 +13,8 @@ from services.aws.sns import EndpointGone, PushUnavailable
 @dataclass
 class FakeStore:
     objects: dict[str, StoredObject] = field(default_factory=dict)
+    # The bytes of objects written with open_write (objects holds what head sees).
+    contents: dict[str, bytes] = field(default_factory=dict)
     down: bool = False
 
     def _check(self) -> None:
@@ -29,6 +31,10 @@ class FakeStore:
     def presign_get(self, *, key: str, expires_in: int) -> str:
         return f"https://uploads.example/bucket/{key}?expires={expires_in}"
 
+    def open_write(self, key: str, *, content_type: str) -> _FakeWrite:
+        self._check()
+        return _FakeWrite(self, key, content_type)
+
     def head(self, key: str) -> StoredObject | None:
         self._check()
         return self.objects.get(key)
@@ -39,6 +45,30 @@ class FakeStore:
 
     def ensure_bucket(self, *, cors_origins: list[str]) -> list[str]:
         return ["fake bucket"]
+
+
+@dataclass
+class _FakeWrite:
+    """An object being streamed into a FakeStore: kept only once committed."""
+
+    store: FakeStore
+    key: str
+    content_type: str
+    data: bytearray = field(default_factory=bytearray)
+    aborted: bool = False
+
+    def write(self, data: bytes) -> None:
+        self.store._check()
+        self.data += data
+
+    def commit(self) -> int:
+        self.store._check()
+        self.store.contents[self.key] = bytes(self.data)
+        self.store.objects[self.key] = StoredObject(len(self.data), self.content_type)
+        return len(self.data)
+
+    def abort(self) -> None:
+        self.aborted = True
 
 
 @dataclass
