@@ -304,6 +304,18 @@ BODY_CASES = {
     "create_booking": BodyCase(
         "consumer", "POST", lambda i: "/v1/bookings", lambda w: booking_body(w.provider.id)
     ),
+    "put_availability": BodyCase(
+        "provider",
+        "PUT",
+        lambda i: "/v1/me/availability",
+        lambda w: {
+            "time_zone": "Europe/Berlin",
+            "weekly": [{"weekday": 0, "start": "09:00", "end": "17:00"}],
+            "exceptions": [
+                {"date": "2026-12-24", "intervals": [{"start": "10:00", "end": "12:00"}]}
+            ],
+        },
+    ),
     "decline": BodyCase(
         "provider",
         "POST",
