@@ -6,6 +6,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import (
+    account_pages,
     admin,
     analytics,
     availability,
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         admin.bp,
         analytics.bp,
         dashboard.bp,
+        account_pages.bp,
     ):
         app.register_blueprint(blueprint)
     if settings.worker_tasks_enabled:  # worker tier only; absent (404) everywhere else

@@ -10,6 +10,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from api.context import components
 from services import infra, uploads
+from services.accounts import deletion_requests
 from services.accounts.data_export import build_pending
 from services.analytics import export
 from services.base import idempotency
@@ -95,6 +96,15 @@ def run_export() -> None:
 
 
 accounts_cli = AppGroup("accounts", help="Users' accounts: their deletion and their data.")
+
+
+@accounts_cli.command("purge-deletion-requests")
+def purge_deletion_requests() -> None:
+    """Delete web deletion requests closed more than DELETION_REQUESTS_RETENTION_DAYS ago."""
+    built = components()
+    days = built.settings.deletion_requests_retention_days
+    removed = deletion_requests.purge_closed(built.sessions, retention_days=days)
+    click.echo(f"removed {removed} closed deletion requests")
 
 
 @accounts_cli.command("export-data")

@@ -53,6 +53,7 @@ class Endpoint:
     # Other success statuses the view may answer with the same `response` schema (it returns
     # json_response(..., status) for them), e.g. 200 for a report that was already open.
     also: tuple[int, ...] = ()
+    documented: bool = True
 
 
 def endpoint(
@@ -73,6 +74,7 @@ def endpoint(
     limit: str | None = None,
     max_auth_age: str | None = None,
     also: tuple[int, ...] = (),
+    documented: bool = True,
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Declare a route: `roles` limits it to callers with one of them (403 otherwise).
 
@@ -86,6 +88,8 @@ def endpoint(
     the Idempotency-Key is claimed so that the retry after signing in runs. `path`
     describes path arguments the URL converter does not pin down (e.g. an enum in a plain
     `<role>` segment): they are validated like the query (422) and documented.
+    `documented=False` leaves the route out of /openapi.json: a page for people (HTML,
+    e.g. POST /account/delete), not an operation of the JSON API.
     """
     if idempotent and not writes:
         raise ValueError(f"{summary!r}: an idempotent endpoint writes; declare writes=True")
@@ -111,6 +115,7 @@ def endpoint(
             limit=limit,
             max_auth_age=max_auth_age,
             also=also,
+            documented=documented,
         )
 
         @wraps(view)

@@ -21,6 +21,7 @@ from flask import Blueprint, request
 
 from api.context import components
 from services import uploads
+from services.accounts import deletion_requests
 from services.accounts.data_export import build_pending
 from services.analytics import export
 from services.base import idempotency
@@ -119,3 +120,12 @@ def export_data_task() -> dict[str, Any]:
         "failed": stats.failed,
         "expired": stats.expired,
     }
+
+
+@bp.post("/purge-deletion-requests")
+def purge_deletion_requests_task() -> dict[str, Any]:
+    """Delete web deletion requests closed more than DELETION_REQUESTS_RETENTION_DAYS ago."""
+    built = components()
+    days = built.settings.deletion_requests_retention_days
+    removed = deletion_requests.purge_closed(built.sessions, retention_days=days)
+    return {"task": "purge-deletion-requests", "removed": removed}

@@ -61,7 +61,7 @@ def build(app: Flask) -> dict[str, Any]:
     operations: list[tuple[str, str, Endpoint, Rule]] = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         spec = getattr(app.view_functions[rule.endpoint], ENDPOINT_ATTRIBUTE, None)
-        if spec is None:
+        if spec is None or not spec.documented:
             continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             operations.append((_path_of(rule), method.lower(), spec, rule))

@@ -1,6 +1,6 @@
 """SQLAlchemy 2 typed tables. Importing this package registers every table on Base.metadata."""
 
-from models.accounts import Block
+from models.accounts import Block, DeletionRequest
 from models.analytics import Event, ExportRun, ExportWatermark
 from models.base import Base
 from models.data_exports import DataExport
@@ -27,6 +27,7 @@ __all__ = [
     "Booking",
     "BookingEvent",
     "DataExport",
+    "DeletionRequest",
     "Device",
     "Event",
     "ExportRun",

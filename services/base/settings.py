@@ -114,6 +114,8 @@ class Settings(BaseModel):
     rate_limit_anonymous: str = Field("60/minute", alias="RATE_LIMIT_ANONYMOUS")
     rate_limit_uploads: str = Field("30/minute", alias="RATE_LIMIT_UPLOADS")
     rate_limit_notifications: str = Field("30/minute", alias="RATE_LIMIT_NOTIFICATIONS")
+    # Per client address, on POST /account/delete (the public deletion-request form).
+    rate_limit_deletion_requests: str = Field("5/hour", alias="RATE_LIMIT_DELETION_REQUESTS")
     # Per user, on POST /v1/reports.
     rate_limit_reports: str = Field("20/hour", alias="RATE_LIMIT_REPORTS")
     # Terms the content filter flags (one a line, # comments); None: the list shipped in
@@ -139,6 +141,12 @@ class Settings(BaseModel):
     # Build pending exports in a background thread of each web worker (besides the
     # `accounts export-data` command and the worker tier's task).
     data_exports_in_web: bool = Field(True, alias="DATA_EXPORTS_IN_WEB")
+    # The app's name on the public account-deletion page (GET /account/delete).
+    app_name: str = Field("Trellis", min_length=1, max_length=100, alias="APP_NAME")
+    # Days a closed deletion request is kept before the clean-up deletes it.
+    deletion_requests_retention_days: int = Field(
+        90, ge=1, le=3650, alias="DELETION_REQUESTS_RETENTION_DAYS"
+    )
     export_bucket: str | None = Field(None, alias="EXPORT_BUCKET")
     # Table -> column names or "*"; None means services/analytics/export.py's DEFAULT_TABLES.
     # The names are checked against the schema and the deny-list by build_components: the
@@ -185,6 +193,7 @@ class Settings(BaseModel):
         "rate_limit_uploads",
         "rate_limit_notifications",
         "rate_limit_reports",
+        "rate_limit_deletion_requests",
     )
     @classmethod
     def _rate(cls, value: str) -> str:

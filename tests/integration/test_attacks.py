@@ -127,6 +127,10 @@ def world(actors, components: Components, connection: Connection, client: FlaskC
     # The consumer's report of the provider's profile: only admins may resolve it.
     reported = {"target_type": "provider_profile", "target_id": provider.id, "reason": "spam"}
     world.ids["report_id"] = _ok(consumer.post("/v1/reports", json=reported), 201)["id"]
+    # A deletion request from the public web page: admins alone may see or close it.
+    sent = client.post("/account/delete", data={"email": "someone@example.com"})
+    assert sent.status_code == 200, sent.get_data(as_text=True)
+    world.ids["request_id"] = _ok(admin.get("/v1/admin/deletion-requests"))["items"][0]["id"]
     return world
 
 
@@ -142,6 +146,7 @@ OBJECT_ROUTE_RULES = {
     "notification_id": 404,  # the recipient
     "export_id": 404,  # the owner's personal data export
     "user_id": 403,  # /v1/admin/...: gated on the admin role before any lookup
+    "request_id": 403,  # /v1/admin/deletion-requests/...: admins only, before any lookup
     "report_id": 403,  # /v1/admin/reports/...: admins only, before any lookup
     "provider_id": 200,  # the public provider directory: read-only for every signed-in user
 }
@@ -403,6 +408,12 @@ BODY_CASES = {
         lambda i: f"/v1/admin/users/{i['user_id']}/roles",
         lambda w: {"role": "provider"},
     ),
+    "close_deletion_request": BodyCase(
+        "admin",
+        "POST",
+        lambda i: f"/v1/admin/deletion-requests/{i['request_id']}/close",
+        lambda w: {"note": "Deleted after the owner confirmed"},
+    ),
     "events": BodyCase(
         "consumer",
         "POST",
@@ -458,7 +469,7 @@ def test_every_body_operation_has_a_case(app: Flask) -> None:
     }, spec_paths - covered
 
 
-_ID_NAMES = ("requested", "accepted", "completed", "user_id", "report_id")
+_ID_NAMES = ("requested", "accepted", "completed", "user_id", "report_id", "request_id")
 
 
 def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
