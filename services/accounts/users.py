@@ -114,9 +114,11 @@ def sync_user(unit: UnitOfWork, *, identity: Identity) -> UserView:
 
 
 def refuse_closed(user: Any) -> None:
-    """Refuse a purged account's token (401: a tombstone never comes back to life as a new,
-    empty user) and a suspended account's (403), at once and on every request."""
-    if user.purged_at is not None:
+    """Refuse the token of an account that is gone (401) and a suspended account's (403), at
+    once and on every request. An account is gone from the end of its grace period on,
+    purged or not yet: nothing new of theirs arrives while the purge runs, and a tombstone
+    never comes back to life as a new, empty user."""
+    if user.purged_at is not None or (user.purge_at is not None and user.purge_at <= utcnow()):
         raise AccountClosed()
     if user.suspended_at is not None:
         raise AccountSuspended(

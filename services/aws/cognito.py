@@ -33,6 +33,10 @@ class GroupDirectory(Protocol):
 
     def admin_enable_user(self, username: str, *, sub: str) -> None: ...
 
+    def delete_account(self, username: str | None, *, sub: str) -> None:
+        """Delete the Cognito user that has this sub (by username, or found by sub when the
+        username is unknown); done already when Cognito has no such user."""
+
 
 class CognitoGroups:
     """AdminGetUser (is the user behind the username still the one with this sub?), then
@@ -69,6 +73,26 @@ class CognitoGroups:
         self._verify(username, sub)
         self._call("admin_enable_user", Username=username)
 
+    def delete_account(self, username: str | None, *, sub: str) -> None:
+        name = username or self._username_of(sub)
+        if name is None:
+            return
+        try:
+            self._verify(name, sub)
+            self._call("admin_delete_user", Username=name)
+        except UnknownDirectoryUser:
+            return  # deleted already (a rerun), or the username is someone else's now
+
+    def _username_of(self, sub: str) -> str | None:
+        if not sub or '"' in sub or "\\" in sub:
+            raise UnknownDirectoryUser("not a Cognito sub")
+        answer = self._call("list_users", Filter=f'sub = "{sub}"', Limit=1)
+        users = answer.get("Users") if isinstance(answer, dict) else None
+        if not isinstance(users, list):
+            raise DirectoryUnavailable("list_users answered without Users")
+        name = users[0].get("Username") if users and isinstance(users[0], dict) else None
+        return name if isinstance(name, str) and name else None
+
     def _verify(self, username: str, sub: str) -> None:
         answer = self._call("admin_get_user", Username=username)
         attributes = answer.get("UserAttributes") if isinstance(answer, dict) else None
@@ -83,12 +107,12 @@ class CognitoGroups:
         if current != sub:
             raise UnknownDirectoryUser(f"{username} now belongs to another Cognito user")
 
-    def _call(self, operation: str, **arguments: str) -> Any:
+    def _call(self, operation: str, **arguments: object) -> Any:
         try:
             return getattr(self._cognito(), operation)(UserPoolId=self._pool, **arguments)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "UserNotFoundException":
-                raise UnknownDirectoryUser(arguments.get("Username")) from exc
+                raise UnknownDirectoryUser(str(arguments.get("Username"))) from exc
             raise DirectoryUnavailable(f"{operation} failed: {exc}") from exc
         except TRANSPORT_ERRORS as exc:
             raise DirectoryUnavailable(f"{operation} failed: {exc}") from exc

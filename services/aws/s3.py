@@ -44,6 +44,10 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix`, every version of it included; how many."""
+        ...
+
     def ensure_bucket(self, *, cors_origins: list[str]) -> list[str]: ...
 
 
@@ -141,6 +145,29 @@ class S3Store:
             self.client().delete_object(Bucket=self.bucket, Key=key)
         except (*TRANSPORT_ERRORS, ClientError) as exc:
             raise StorageUnavailable(f"delete {key} failed: {exc}") from exc
+
+    def delete_prefix(self, prefix: str) -> int:
+        # The bucket is versioned: deleting a key only stacks a delete marker on its old
+        # versions, so every version (and marker) is deleted by id.
+        deleted = 0
+        try:
+            pages = self.client().get_paginator("list_object_versions")
+            for page in pages.paginate(Bucket=self.bucket, Prefix=prefix):
+                versions = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+                batch = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions]
+                for start in range(0, len(batch), 1000):  # delete_objects takes 1000 at most
+                    deleted += self._delete_batch(batch[start : start + 1000])
+        except (*TRANSPORT_ERRORS, ClientError) as exc:
+            raise StorageUnavailable(f"delete under {prefix} failed: {exc}") from exc
+        return deleted
+
+    def _delete_batch(self, objects: list[dict[str, str]]) -> int:
+        answer = self.client().delete_objects(
+            Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+        )
+        if answer.get("Errors"):
+            raise StorageUnavailable(f"delete_objects refused some: {answer['Errors'][:3]}")
+        return len(objects)
 
     def ensure_bucket(self, *, cors_origins: list[str]) -> list[str]:
         """Create the bucket if missing; block public access; KMS default encryption;

@@ -43,6 +43,13 @@ class FakeStore:
         self._check()
         self.objects.pop(key, None)
 
+    def delete_prefix(self, prefix: str) -> int:
+        self._check()
+        keys = [key for key in self.objects if key.startswith(prefix)]
+        for key in keys:
+            del self.objects[key]
+        return len(keys)
+
     def ensure_bucket(self, *, cors_origins: list[str]) -> list[str]:
         return ["fake bucket"]
 
@@ -116,7 +123,7 @@ class FakeGroups:
 
     members: set[tuple[str, str]] = field(default_factory=set)
     users: dict[str, str | None] = field(default_factory=dict)  # username -> sub (None: gone)
-    down: bool = False
+    down: bool = False  # delete_account fails as if Cognito were unreachable
     disabled: set[str] = field(default_factory=set)  # usernames AdminDisableUser disabled
     # Every AdminDisableUser / AdminEnableUser call, in order: ("disable" | "enable", username).
     # They fail like a Cognito outage while `down` is set.
@@ -153,6 +160,13 @@ class FakeGroups:
     def delete_user(self, username: str) -> None:
         self.users[username] = None
         self.members = {(u, g) for u, g in self.members if u != username}
+
+    def delete_account(self, username: str | None, *, sub: str) -> None:
+        if self.down:
+            raise DirectoryUnavailable("simulated outage")
+        name = username or next((u for u, s in self.users.items() if s == sub), None)
+        if name is not None and self.users.get(name) == sub:
+            self.delete_user(name)
 
     def _check(self, username: str, sub: str) -> None:
         if self.users.setdefault(username, sub) != sub:
