@@ -118,6 +118,7 @@ def test_the_tighter_limits_are_declared_on_their_routes(app: Flask) -> None:
         "media.register_device": "rate_limit_notifications",
         "media.send_notification": "rate_limit_notifications",
         "account_pages.request_deletion": "rate_limit_deletion_requests",
+        "reports.create_report": "rate_limit_reports",
     }
 
 
