@@ -43,13 +43,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self'; font-src 'none'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-# The dashboard's other headers too (api/dashboard.py), on every answer of these paths.
-PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
 _FIELD_LABELS = {"email": "Email address", "note": "Note"}
 
 bp = Blueprint("account_pages", __name__, url_prefix="/account", template_folder="templates")
@@ -152,7 +145,8 @@ for _database_error in DATABASE_ERRORS:
 
 @bp.after_request
 def _secure(response: Response) -> Response:
-    response.headers.update(PAGE_HEADERS)
+    # nosniff, no-referrer and DENY come from api/security.py, as on every answer.
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     if request.endpoint != "account_pages.asset":
         # What a visitor typed comes back in the page: never kept by a cache.
         response.headers["Cache-Control"] = "no-store"

@@ -17,6 +17,7 @@ from services.aws.exports import ExportSink, S3ExportStore
 from services.aws.jwks import HttpJwksFetcher, JwksFetcher
 from services.aws.s3 import ObjectStore, S3Store
 from services.aws.sns import PushGateway, SnsPush
+from services.base.background import WakeableLoop
 from services.base.content_filter import ContentFilter, TermsFileError
 from services.base.db import build_engine, read_session_factory, session_factory
 from services.base.replicas import (
@@ -31,6 +32,10 @@ from services.base.replicas import (
 from services.base.settings import Settings, SettingsError
 from services.messaging import outbox
 from services.uploads import DEFAULT_LIMITS, UploadLimit
+
+# A web worker's data-export thread also looks every this often, in case a builder
+# elsewhere crashed and its lease ran out.
+EXPORT_BUILDER_INTERVAL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class Components:
     push: PushGateway
     exports: ExportSink
     relay: outbox.OutboxRelay | None = None
-    export_builder: data_export.ExportBuilder | None = None  # DATA_EXPORTS_IN_WEB
+    export_builder: WakeableLoop | None = None  # DATA_EXPORTS_IN_WEB
     reads: ReadRouter | None = None  # None: no replica configured, everything on the primary
     upload_limits: Mapping[str, UploadLimit] = field(default_factory=dict)
     # The objectionable-content terms, compiled once (services/base/content_filter.py).
@@ -182,10 +187,14 @@ def wake_after_commit(sessions: sessionmaker[Session], flag: str, wake: Callable
 
 def export_builder_for(
     sessions: sessionmaker[Session], store: ObjectStore, settings: Settings
-) -> data_export.ExportBuilder:
-    """The web worker's data export thread, woken after a commit that asked for an export."""
-    builder = data_export.ExportBuilder(
-        lambda: data_export.build_pending(sessions, store, settings)
+) -> WakeableLoop:
+    """The web worker's data export thread, woken after a commit that asked for an export.
+    A thread of its own, not a step of the outbox relay's loop: a large export takes seconds
+    to build, and pushes must not wait behind it."""
+    builder = WakeableLoop(
+        "data-exports",
+        lambda: data_export.build_pending(sessions, store, settings),
+        interval=EXPORT_BUILDER_INTERVAL_SECONDS,
     )
     wake_after_commit(sessions, data_export.PENDING_FLAG, builder.wake)
     return builder

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -700,39 +699,3 @@ def _sync_datasets(session: Session, doc: JsonStream, user_id: uuid.UUID) -> Non
         doc.items("records", _rows(session, _RECORDS.where(SyncRecord.dataset_id == dataset_id)))
         doc.close(b"}")
     doc.close(b"]")
-
-
-# --------------------------------------------------------------------------------------------
-# The web workers' builder
-# --------------------------------------------------------------------------------------------
-
-
-class ExportBuilder:
-    """A background thread of its own in each web worker, not a step of the outbox relay's
-    loop: a large export takes seconds to build, and pushes must not wait behind it. Woken
-    after a commit that asked for an export, and every `interval` seconds once started (in
-    case a builder elsewhere crashed); one build at a time, so its memory stays bounded."""
-
-    def __init__(self, build: Callable[[], object], *, interval: float = 30.0) -> None:
-        self._build = build
-        self._interval = interval
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def wake(self) -> None:
-        """Cheap and non-blocking: safe to call from a request thread after its commit."""
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="data-exports", daemon=True)
-                self._thread.start()
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while True:
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            try:
-                self._build()
-            except Exception:  # the thread must outlive any one failure; the rows wait
-                log.exception("data export pass failed")

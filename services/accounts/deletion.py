@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from models import Booking, ProviderProfile, User
+from models import Booking, User
 from models.base import utcnow
-from services.accounts.users import UserView
+from services.accounts.users import UserView, profile_shown, set_profile_shown
 from services.base.errors import AccountHasActiveBookings, Conflict, NotFound
 from services.marketplace import bookings
 
@@ -78,7 +78,7 @@ def schedule(session: Session, *, user: UserView, grace: timedelta) -> DeletionV
         )
     now = utcnow()
     row.deletion_requested_at, row.purge_at = now, now + grace
-    _show_profile(session, user.id, False)
+    set_profile_shown(session, user.id, False)
     session.flush()
     return DeletionView(now, now + grace)
 
@@ -97,8 +97,7 @@ def cancel(session: Session, *, user_id: uuid.UUID) -> None:
             f"The grace period ended at {when}; the deletion can no longer be cancelled."
         )
     row.deletion_requested_at = row.purge_at = None
-    # A suspended account's profile stays hidden until an admin lifts the suspension.
-    _show_profile(session, user_id, "provider" in row.roles and row.suspended_at is None)
+    set_profile_shown(session, user_id, profile_shown(row.roles, row))
     session.flush()
 
 
@@ -114,9 +113,3 @@ def _lock(session: Session, user_id: uuid.UUID) -> User:
     if user is None:
         raise NotFound("No such user.")
     return user
-
-
-def _show_profile(session: Session, user_id: uuid.UUID, active: bool) -> None:
-    session.execute(
-        update(ProviderProfile).where(ProviderProfile.user_id == user_id).values(active=active)
-    )

@@ -67,14 +67,11 @@ def purge_due(
     moment = now or utcnow()
     stats = PurgeStats()
     while True:
+        query = select(User.id).where(User.purge_at <= moment, User.purged_at.is_(None))
+        if stats.failed:  # left for the next run
+            query = query.where(User.id.not_in(list(stats.failed)))
         with transaction(sessions) as session:
-            due = session.scalars(
-                select(User.id)
-                .where(User.purge_at <= moment, User.purged_at.is_(None))
-                .where(User.id.not_in(list(stats.failed) or [uuid.UUID(int=0)]))
-                .order_by(User.purge_at, User.id)
-                .limit(BATCH)
-            ).all()
+            due = session.scalars(query.order_by(User.purge_at, User.id).limit(BATCH)).all()
         if not due:
             return stats
         for user_id in due:

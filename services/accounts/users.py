@@ -106,9 +106,7 @@ def sync_user(unit: UnitOfWork, *, identity: Identity) -> UserView:
         if _stale(user, identity):
             roles, email, username = _from_token(user, identity)
             if ("provider" in roles) != ("provider" in user.roles):
-                # A profile stays hidden while its owner's deletion is scheduled.
-                active = "provider" in roles and user.purge_at is None
-                _set_provider_active(writer, user.id, active)
+                set_profile_shown(writer, user.id, profile_shown(roles, user))
             user.roles, user.email, user.cognito_username = roles, email, username
     return view_of(user)
 
@@ -156,7 +154,13 @@ def _create(session: Session, identity: Identity) -> User:
     return session.scalars(query.execution_options(populate_existing=True)).one()
 
 
-def _set_provider_active(session: Session, user_id: uuid.UUID, active: bool) -> None:
+def profile_shown(roles: Collection[str], user: Any) -> bool:
+    """Whether the user's provider profile is shown (in search, bookable): while they hold
+    the provider role, with no deletion of theirs scheduled and no suspension."""
+    return "provider" in roles and user.purge_at is None and user.suspended_at is None
+
+
+def set_profile_shown(session: Session, user_id: uuid.UUID, active: bool) -> None:
     session.execute(
         update(ProviderProfile).where(ProviderProfile.user_id == user_id).values(active=active)
     )

@@ -25,12 +25,11 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import Insert, insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from models import Report
 from models.base import utcnow
+from services.base.db import insert_ignoring_conflict
 
 DEFAULT_TERMS_FILE = Path(__file__).with_name("content_filter_terms.txt")
 
@@ -81,20 +80,29 @@ class ContentFilter:
         return self._pattern.search(text if text.isascii() else fold(text)) is not None
 
 
-def open_system_report(session: Session, *, target_type: str, target_id: uuid.UUID) -> None:
-    """Open a `system` report of the target unless one is open already (same transaction as
-    the text that hit; a second hit adds nothing)."""
+def insert_report(
+    session: Session,
+    *,
+    reporter_id: uuid.UUID | None,
+    target_type: str,
+    target_id: uuid.UUID,
+    reason: str,
+    details: str | None,
+) -> bool:
+    """Open a report of the target (reporter None: `system`); False, adding nothing, while
+    the same reporter's (or the system's) report of it is open (the partial unique indexes
+    of models/moderation.py)."""
     values = {
         "id": uuid.uuid4(),
-        "reporter_id": None,
+        "reporter_id": reporter_id,
         "target_type": target_type,
         "target_id": target_id,
-        "reason": "inappropriate",
-        "details": "The content filter matched a listed term.",
+        "reason": reason,
+        "details": details,
         "status": "open",
         "created_at": utcnow(),
     }
-    session.execute(report_insert(session), values)
+    return bool(insert_ignoring_conflict(session, Report, values, None).rowcount)
 
 
 def flag(
@@ -107,23 +115,13 @@ def flag(
 ) -> bool:
     """Open a system report of the target if any of `texts` hits; whether one did."""
     if any(content.hits(text) for text in texts):
-        open_system_report(session, target_type=target_type, target_id=target_id)
+        insert_report(
+            session,
+            reporter_id=None,
+            target_type=target_type,
+            target_id=target_id,
+            reason="inappropriate",
+            details="The content filter matched a listed term.",
+        )
         return True
     return False
-
-
-_REPORTS = Report.__table__
-# No conflict target: the only unique indexes besides the random primary key are the
-# partial "one open report" ones (models/moderation.py).
-_INSERTS: dict[str, Insert] = {
-    "postgresql": postgresql.insert(_REPORTS).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(_REPORTS).on_conflict_do_nothing(),
-}
-
-
-def report_insert(session: Session) -> Insert:
-    """INSERT INTO reports that adds nothing while the same reporter's (or the system's)
-    report of the target is open."""
-    dialect = session.get_bind().dialect.name
-    found = _INSERTS.get(dialect)
-    return found if found is not None else insert(_REPORTS)

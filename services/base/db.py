@@ -100,20 +100,23 @@ def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
 
 
 def insert_ignoring_conflict(
-    session: Session, model: type[Any], values: dict[str, Any], conflict: list[str]
+    session: Session, model: type[Any], values: dict[str, Any], conflict: list[str] | None
 ) -> CursorResult[Any]:
     """Run INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike); its rowcount is 0
-    when a row with the same `conflict` columns was already there."""
+    when a row with the same `conflict` columns was already there. `conflict` None: any
+    unique index (the partial ones, which a conflict target cannot name without its WHERE)."""
     dialect = session.get_bind().dialect.name
-    return session.execute(_insert_ignoring(dialect, model.__table__, tuple(conflict)), values)
+    target = tuple(conflict) if conflict is not None else None
+    return session.execute(_insert_ignoring(dialect, model.__table__, target), values)
 
 
 @cache
-def _insert_ignoring(dialect: str, table: Table, conflict: tuple[str, ...]) -> Insert:
+def _insert_ignoring(dialect: str, table: Table, conflict: tuple[str, ...] | None) -> Insert:
     """Built once per table (building it per request cost more than running it); the values
     are bound at execution."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    elements = list(conflict) if conflict is not None else None
+    return insert(table).on_conflict_do_nothing(index_elements=elements)
 
 
 def check_database(engine: Engine) -> None:

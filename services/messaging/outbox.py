@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Device, Notification, OutboxMessage
 from models.base import utcnow
 from services.aws.sns import EndpointGone, PushGateway, PushUnavailable
+from services.base.background import WakeableLoop
 from services.base.unit_of_work import transaction
 
 log = logging.getLogger(__name__)
@@ -236,9 +236,9 @@ def sns_message(platform: str, message: OutboxMessage, badge: int) -> str:
     return orjson.dumps(document).decode()
 
 
-class OutboxRelay:
-    """A background thread in a web worker: woken after a commit that enqueued pushes,
-    and every `interval` seconds in case another process left some behind."""
+class OutboxRelay(WakeableLoop):
+    """The outbox's background loop in a web worker: woken after a commit that enqueued
+    pushes, and every `interval` seconds in case another process left some behind."""
 
     def __init__(
         self,
@@ -249,29 +249,7 @@ class OutboxRelay:
         max_backoff_seconds: float = 300.0,
         drainer: Callable[..., DrainStats] = drain_all,
     ) -> None:
-        self._sessions = sessions
-        self._push = push
-        self._interval = interval
-        self._max_backoff = max_backoff_seconds
-        self._drain = drainer
-        self._wake = threading.Event()
-        self._started = False
-        self._lock = threading.Lock()
+        def drain() -> DrainStats:
+            return drainer(sessions, push, max_backoff_seconds=max_backoff_seconds)
 
-    def wake(self) -> None:
-        """Cheap and non-blocking: safe to call from a request thread after commit."""
-        if not self._started:
-            with self._lock:
-                if not self._started:
-                    threading.Thread(target=self._run, name="outbox-relay", daemon=True).start()
-                    self._started = True
-        self._wake.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            try:
-                self._drain(self._sessions, self._push, max_backoff_seconds=self._max_backoff)
-            except Exception:  # the relay must outlive any one failure; the rows wait
-                log.exception("outbox relay pass failed")
+        super().__init__("outbox-relay", drain, interval=interval)

@@ -34,7 +34,7 @@ from models.base import utcnow
 from services.accounts.users import UserView, scheduled_for_deletion
 from services.aws.cognito import GroupDirectory
 from services.aws.s3 import ObjectStore, StorageUnavailable
-from services.base.content_filter import report_insert
+from services.base.content_filter import insert_report
 from services.base.errors import Conflict, FieldError, NotFound, Unavailable, ValidationFailed
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.messaging.notifications import notify
@@ -109,28 +109,20 @@ def report(
         )
     if target is None or not targets.visible(session, target, reporter.id):
         raise NotFound("No such object to report.")
-    values = {
-        "id": uuid.uuid4(),
-        "reporter_id": reporter.id,
-        "target_type": target_type,
-        "target_id": target_id,
-        "reason": reason,
-        "details": details or None,
-        "status": "open",
-        "created_at": utcnow(),
-    }
     for _ in range(3):
-        created = _insert(session, values)
+        created = insert_report(
+            session,
+            reporter_id=reporter.id,
+            target_type=target_type,
+            target_id=target_id,
+            reason=reason,
+            details=details or None,
+        )
         found = session.execute(_open_by(reporter.id, target_type, target_id)).first()
         # None only if the report was there and an admin resolved it meanwhile: again.
         if found is not None:
             return _view(found), created
     raise Conflict("The report changed while it was being made; send it again.")
-
-
-def _insert(session: Session, values: dict[str, Any]) -> bool:
-    result = session.execute(report_insert(session), values)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _open_by(reporter_id: uuid.UUID, target_type: str, target_id: uuid.UUID) -> Select[Any]:

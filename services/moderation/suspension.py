@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy import Integer, Select, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from models import ProviderProfile, User
+from models import User
+from services.accounts.users import profile_shown, set_profile_shown
 from services.aws.cognito import DirectoryUnavailable, GroupDirectory, UnknownDirectoryUser
 from services.base.errors import Conflict, NotFound, Unavailable
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
@@ -54,7 +55,7 @@ def mark_suspended(session: Session, user_id: uuid.UUID, now: datetime) -> str:
     session.execute(
         update(User).where(User.id == user_id, User.suspended_at.is_(None)).values(suspended_at=now)
     )
-    _show_profile(session, user_id, False)
+    set_profile_shown(session, user_id, False)
     sub = session.scalar(select(User.cognito_sub).where(User.id == user_id))
     assert sub is not None
     return sub
@@ -79,7 +80,7 @@ def unsuspend(session: Session, groups: GroupDirectory, *, user_id: uuid.UUID) -
     if user.suspended_at is None:
         raise Conflict("This account is not suspended (another admin lifted it meanwhile).")
     user.suspended_at = None
-    _show_profile(session, user_id, "provider" in user.roles and user.purge_at is None)
+    set_profile_shown(session, user_id, profile_shown(user.roles, user))
     session.flush()
     return SuspendedUserView(user.id, user.email, user.display_name, None, user.cognito_sub)
 
@@ -136,9 +137,3 @@ def _directory_call(session: Session, operation: Callable[..., None], user_id: u
 def _require_user(session: Session, user_id: uuid.UUID) -> None:
     if session.scalar(select(User.id).where(User.id == user_id)) is None:
         raise NotFound("No such user.")
-
-
-def _show_profile(session: Session, user_id: uuid.UUID, active: bool) -> None:
-    session.execute(
-        update(ProviderProfile).where(ProviderProfile.user_id == user_id).values(active=active)
-    )
