@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +96,30 @@ def in_thread(request: Callable[[], Any]) -> tuple[threading.Thread, dict[str, A
     return thread, result
 
 
+@dataclass
+class HeldCall:
+    called_under_lock: bool  # the network call was made while the rows were held
+    waited: bool  # and the request then waited for them, to write
+    response: Any
+
+
+def call_while_held(
+    engine: Engine, rows: list[tuple[str, str]], request: Callable[[], Any], called: threading.Event
+) -> HeldCall:
+    """Run `request` while other transactions hold `rows` (table, id); `called` is set by the
+    fake when the network call happens."""
+    with ExitStack() as held:
+        for table, row_id in rows:
+            held.enter_context(row_locked(engine, table, row_id))
+        thread, result = in_thread(request)
+        called_under_lock = called.wait(timeout=WAIT)
+        thread.join(timeout=0.2)
+        waited = thread.is_alive()
+    thread.join(timeout=WAIT)
+    assert not thread.is_alive(), "the request never finished"
+    return HeldCall(called_under_lock, waited, result["response"])
+
+
 def committed(engine: Engine, statement: str, **values: Any) -> None:
     """Another transaction's write, committed at once; refuses to wait for a lock."""
     with engine.begin() as connection:
@@ -121,18 +145,15 @@ def test_a_grant_calls_cognito_while_the_user_row_is_held_elsewhere(  # type: ig
 ) -> None:
     groups = RecordingGroups()
     admin, user = admin_and_user(build, signing_key, groups, "consumer")
-    with row_locked(engine, "users", user.id):
-        thread, result = in_thread(
-            lambda: admin.post(f"/v1/admin/users/{user.id}/roles", json={"role": "provider"})
-        )
-        called_under_lock = groups.called.wait(timeout=WAIT)
-        thread.join(timeout=0.2)
-        waited_to_record = thread.is_alive()
-    thread.join(timeout=WAIT)
-    assert called_under_lock, "Cognito was called only once the user row was free"
-    assert waited_to_record, "the grant was recorded while another transaction held the row"
-    assert not thread.is_alive()
-    response = result["response"]
+    run = call_while_held(
+        engine,
+        [("users", user.id)],
+        lambda: admin.post(f"/v1/admin/users/{user.id}/roles", json={"role": "provider"}),
+        groups.called,
+    )
+    assert run.called_under_lock, "Cognito was called only once the user row was free"
+    assert run.waited, "the grant was recorded while another transaction held the row"
+    response = run.response
     assert response.status_code == 200, response.get_data(as_text=True)
     assert (user.sub, "providers") in groups.members and groups.calls == 1
     change = session.scalars(select(RoleChange)).one()
@@ -240,17 +261,15 @@ def test_a_suspension_calls_cognito_while_the_report_and_user_rows_are_held_else
     groups = RecordingGroups()
     admin, provider, report_id = reported_provider(build, signing_key, groups)
     resolve = f"/v1/admin/reports/{report_id}/resolve"
-    with row_locked(engine, "reports", report_id), row_locked(engine, "users", provider.id):
-        thread, result = in_thread(
-            lambda: admin.post(resolve, json={"action": "suspend_user", "note": "Abuse"})
-        )
-        called_under_lock = groups.called.wait(timeout=WAIT)
-        thread.join(timeout=0.2)
-        waited_to_record = thread.is_alive()
-    thread.join(timeout=WAIT)
-    assert called_under_lock, "Cognito was called only once the rows were free"
-    assert waited_to_record, "the suspension was recorded while another transaction held a row"
-    response = result["response"]
+    run = call_while_held(
+        engine,
+        [("reports", report_id), ("users", provider.id)],
+        lambda: admin.post(resolve, json={"action": "suspend_user", "note": "Abuse"}),
+        groups.called,
+    )
+    assert run.called_under_lock, "Cognito was called only once the rows were free"
+    assert run.waited, "the suspension was recorded while another transaction held a row"
+    response = run.response
     assert response.status_code == 200, response.get_data(as_text=True)
     assert groups.switches == [("disable", provider.sub)]
     row = session.get(User, uuid.UUID(provider.id))
@@ -265,15 +284,15 @@ def test_lifting_a_suspension_calls_cognito_while_the_user_row_is_held_elsewhere
     resolve = f"/v1/admin/reports/{report_id}/resolve"
     assert admin.post(resolve, json={"action": "suspend_user"}).status_code == 200
     groups.called.clear()
-    with row_locked(engine, "users", provider.id):
-        thread, result = in_thread(lambda: admin.post(f"/v1/admin/users/{provider.id}/unsuspend"))
-        called_under_lock = groups.called.wait(timeout=WAIT)
-        thread.join(timeout=0.2)
-        waited_to_record = thread.is_alive()
-    thread.join(timeout=WAIT)
-    assert called_under_lock, "Cognito was called only once the user row was free"
-    assert waited_to_record, "the suspension was lifted while another transaction held the row"
-    response = result["response"]
+    run = call_while_held(
+        engine,
+        [("users", provider.id)],
+        lambda: admin.post(f"/v1/admin/users/{provider.id}/unsuspend"),
+        groups.called,
+    )
+    assert run.called_under_lock, "Cognito was called only once the user row was free"
+    assert run.waited, "the suspension was lifted while another transaction held the row"
+    response = run.response
     assert response.status_code == 200, response.get_data(as_text=True)
     assert groups.switches == [("disable", provider.sub), ("enable", provider.sub)]
     row = session.get(User, uuid.UUID(provider.id))
@@ -297,16 +316,15 @@ def test_deleting_a_device_calls_sns_while_its_row_is_held_elsewhere(  # type: i
     push = RecordingPush()
     user = registered(build, signing_key, push)
     device = session.scalars(select(Device)).one()
-    with row_locked(engine, "devices", str(device.id)):
-        thread, result = in_thread(lambda: user.delete(f"/v1/devices/{device.id}"))
-        called_under_lock = push.unregistered.wait(timeout=WAIT)
-        thread.join(timeout=0.2)
-        waited_to_delete = thread.is_alive()
-    thread.join(timeout=WAIT)
-    assert called_under_lock, "SNS was called only once the device row was free"
-    assert waited_to_delete, "the row was deleted while another transaction held it"
-    assert not thread.is_alive()
-    response = result["response"]
+    run = call_while_held(
+        engine,
+        [("devices", str(device.id))],
+        lambda: user.delete(f"/v1/devices/{device.id}"),
+        push.unregistered,
+    )
+    assert run.called_under_lock, "SNS was called only once the device row was free"
+    assert run.waited, "the row was deleted while another transaction held it"
+    response = run.response
     assert response.status_code == 204, response.get_data(as_text=True)
     assert push.deleted == [device.endpoint_arn] and push.endpoints == {}
     assert session.scalar(select(func.count()).select_from(Device)) == 0
