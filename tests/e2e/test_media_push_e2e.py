@@ -149,8 +149,10 @@ def test_sns_outage_loses_no_notification(stack: Stack) -> None:
     messages_before = sum(len(m) for m in moto_endpoint_messages(stack).values())
 
     stack.sns_proxy.set("refuse")  # SNS is unreachable from here on
-    when = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-    for _ in range(3):
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    for hour in range(3):
+        # Hours apart: a provider cannot accept two bookings at one time (slot-taken).
+        when = (tomorrow + timedelta(hours=2 * hour)).isoformat()
         booking = consumer.post(
             f"{base}/v1/bookings",
             json={
