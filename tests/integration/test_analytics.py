@@ -331,6 +331,8 @@ def _booking(
         provider_id=provider,
         category="cleaning",
         scheduled_at=created_at + timedelta(days=3),
+        ends_at=created_at + timedelta(days=3, hours=1),
+        blocked_until=created_at + timedelta(days=3, hours=1),
         lat=52.5,
         lng=13.4,
         address=None,
