@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 AS     ?= consumer
 KIND   ?= access
 
-.PHONY: run test lint token bench audit soak clean
+.PHONY: run test test-fast provision lint token bench audit soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -19,8 +19,16 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m devstack.run
 
-test: $(STAMP) lint
+# Provisioning first: a missing tool stops `make test` in seconds, with the command to run.
+test: provision $(STAMP) lint
 	$(PY) -m pytest
+
+# Everything but the tests that start real processes (e2e, soak, bench, bundle: marked e2e).
+test-fast: provision $(STAMP) lint
+	$(PY) -m pytest -m "not e2e" --durations=20
+
+provision:
+	@devstack/provision.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
