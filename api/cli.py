@@ -10,7 +10,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from api.context import components
 from services import infra, uploads
-from services.accounts import deletion_requests
+from services.accounts import deletion_requests, purge
 from services.accounts.data_export import build_pending
 from services.analytics import export
 from services.base import idempotency
@@ -105,6 +105,22 @@ def purge_deletion_requests() -> None:
     days = built.settings.deletion_requests_retention_days
     removed = deletion_requests.purge_closed(built.sessions, retention_days=days)
     click.echo(f"removed {removed} closed deletion requests")
+
+
+@accounts_cli.command("purge")
+def purge_accounts() -> None:
+    """Purge every account whose deletion grace period has ended (idempotent: a run that
+    stopped half-way is finished by the next). Exits 1 when an account had to be left for
+    the next run because AWS failed."""
+    built = components()
+    stats = purge.purge_due(
+        built.sessions, directory=built.groups, store=built.store, push=built.push
+    )
+    click.echo(f"purged {len(stats.purged)} accounts")
+    for user_id, why in stats.failed.items():
+        click.echo(f"  left for the next run: {user_id} ({why})", err=True)
+    if stats.failed:
+        raise click.ClickException(f"{len(stats.failed)} accounts could not be purged yet")
 
 
 @accounts_cli.command("export-data")

@@ -21,11 +21,11 @@ from flask import Blueprint, request
 
 from api.context import components
 from services import uploads
-from services.accounts import deletion_requests
+from services.accounts import deletion_requests, purge
 from services.accounts.data_export import build_pending
 from services.analytics import export
 from services.base import idempotency
-from services.base.errors import Forbidden
+from services.base.errors import Forbidden, Unavailable
 from services.messaging import outbox
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -129,3 +129,25 @@ def purge_deletion_requests_task() -> dict[str, Any]:
     days = built.settings.deletion_requests_retention_days
     removed = deletion_requests.purge_closed(built.sessions, retention_days=days)
     return {"task": "purge-deletion-requests", "removed": removed}
+
+
+@bp.post("/accounts-purge")
+def accounts_purge_task() -> dict[str, Any]:
+    """Purge accounts whose deletion grace period has ended. No new account is started after
+    EXPORT_MAX_SECONDS (below gunicorn's timeout); the next run takes the rest. An account
+    left behind because AWS failed is 503, so sqsd retries sooner than the next schedule."""
+    built = components()
+    stats = purge.purge_due(
+        built.sessions,
+        directory=built.groups,
+        store=built.store,
+        push=built.push,
+        max_seconds=built.settings.export_max_seconds,
+    )
+    if stats.failed:
+        raise Unavailable(
+            f"{len(stats.failed)} accounts could not be purged (AWS failed); "
+            f"{len(stats.purged)} were. The next run retries them.",
+            retry_after=60,
+        )
+    return {"task": "accounts-purge", "purged": len(stats.purged), "complete": stats.complete}

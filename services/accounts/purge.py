@@ -20,6 +20,7 @@ A run stops at the first AWS failure of an account and leaves it for the next ru
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +49,8 @@ class PurgeStats:
     purged: list[uuid.UUID] = field(default_factory=list)
     # Accounts left for the next run, with why.
     failed: dict[uuid.UUID, str] = field(default_factory=dict)
+    # False when the run stopped at its time limit with accounts still due.
+    complete: bool = True
 
 
 def user_prefix(user_id: uuid.UUID) -> str:
@@ -62,9 +65,13 @@ def purge_due(
     store: ObjectStore,
     push: PushGateway,
     now: datetime | None = None,
+    max_seconds: float | None = None,
 ) -> PurgeStats:
-    """Purge every account whose `purge_at` is at or before `now`."""
+    """Purge every account whose `purge_at` is at or before `now`. `max_seconds` stops it
+    from starting another account after that long (the worker tier runs this inside a
+    request); `stats.complete` is False then, and the next run goes on."""
     moment = now or utcnow()
+    started = time.monotonic()
     stats = PurgeStats()
     while True:
         query = select(User.id).where(User.purge_at <= moment, User.purged_at.is_(None))
@@ -75,6 +82,9 @@ def purge_due(
         if not due:
             return stats
         for user_id in due:
+            if max_seconds is not None and time.monotonic() - started >= max_seconds:
+                stats.complete = False
+                return stats
             try:
                 if purge_account(sessions, user_id, directory=directory, store=store, push=push):
                     stats.purged.append(user_id)

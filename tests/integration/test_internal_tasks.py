@@ -21,7 +21,15 @@ from tests.conftest import BuildComponents, make_app, make_settings
 from tests.support.exports import FakeExportSink, jsonl_rows
 from tests.support.fakes import FakeStore
 
-TASKS = ("export", "outbox-drain", "uploads-cleanup", "purge-idempotency-keys")
+TASKS = (
+    "export",
+    "outbox-drain",
+    "uploads-cleanup",
+    "purge-idempotency-keys",
+    "export-data",
+    "purge-deletion-requests",
+    "accounts-purge",
+)
 SQSD = {"User-Agent": "aws-sqsd/3.0.4", "X-Aws-Sqsd-Taskname": "nightly"}
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
 

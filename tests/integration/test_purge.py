@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +23,7 @@ from models import Base, Event, ProviderProfile, SyncDataset, SyncRecord, Upload
 from models.base import utcnow
 from services.accounts import purge
 from services.aws.s3 import StoredObject
+from tests.conftest import BuildComponents, make_app, make_settings
 from tests.support.actors import Actor
 from tests.support.bookings import booking_in, ensure_profile
 from tests.support.fakes import FakeGroups, FakePush, FakeStore
@@ -220,6 +222,49 @@ def test_an_aws_failure_postpones_the_account_and_the_next_run_finishes_it(  # t
     groups.down = False
     assert _run(sessions, groups, store, push).purged == [uuid.UUID(consumer.id)]
     assert groups.users[consumer.sub] is None
+
+
+def test_the_cli_purges_and_exits_1_while_an_account_is_left(app: Flask, world, groups) -> None:  # type: ignore[no-untyped-def]
+    consumer, _, _ = world
+    groups.down = True
+    failed = app.test_cli_runner().invoke(args=["accounts", "purge"])
+    assert failed.exit_code == 1
+    assert "purged 0 accounts" in failed.output
+    assert f"left for the next run: {consumer.id} (DirectoryUnavailable" in failed.output
+    groups.down = False
+    done = app.test_cli_runner().invoke(args=["accounts", "purge"])
+    assert done.exit_code == 0, done.output
+    assert "purged 1 accounts" in done.output
+    assert groups.users[consumer.sub] is None
+    assert "purged 0 accounts" in app.test_cli_runner().invoke(args=["accounts", "purge"]).output
+
+
+def test_the_worker_task_purges_and_answers_503_while_an_account_is_left(  # type: ignore[no-untyped-def]
+    build: BuildComponents, database_url: str, world, session, groups
+) -> None:
+    consumer, _, _ = world
+    app = make_app(build(make_settings(database_url, WORKER_TASKS_ENABLED="true")))
+    client = app.test_client()
+    sqsd = {"headers": {"User-Agent": "aws-sqsd/3.0.4"}, "environ_base": {"REMOTE_ADDR": "::1"}}
+    groups.down = True
+    left = client.post("/internal/tasks/accounts-purge", **sqsd)
+    assert left.status_code == 503 and left.mimetype == "application/problem+json"
+    assert left.headers["Retry-After"] == "60"
+    assert "1 accounts could not be purged" in left.get_json()["detail"]
+    groups.down = False
+    done = client.post("/internal/tasks/accounts-purge", **sqsd)
+    assert done.get_json() == {"task": "accounts-purge", "purged": 1, "complete": True}
+    purged_at = select(User.purged_at).where(User.id == uuid.UUID(consumer.id))
+    assert session.scalar(purged_at) is not None
+
+
+def test_a_run_stops_starting_accounts_at_its_time_limit(  # type: ignore[no-untyped-def]
+    world, sessions, store, push, groups
+) -> None:
+    stats = purge.purge_due(sessions, directory=groups, store=store, push=push, max_seconds=0)
+    assert stats.purged == [] and stats.complete is False
+    consumer, _, _ = world
+    assert _run(sessions, groups, store, push).purged == [uuid.UUID(consumer.id)]
 
 
 def test_an_account_in_its_grace_period_or_cancelled_is_not_purged(
