@@ -21,6 +21,7 @@ from api.schemas.marketplace import (
     BookingListQuery,
     BookingLocationOut,
     BookingPage,
+    BookingParty,
     CancelRequest,
     Message,
     MessageCreate,
@@ -64,7 +65,15 @@ def _booking(view: bookings.BookingView) -> Booking:
         created_at=view.created_at,
         updated_at=view.updated_at,
         history=history,
+        consumer=_party(view.consumer),
+        provider=_party(view.provider),
     )
+
+
+def _party(party: bookings.PartyView | None) -> BookingParty | None:
+    if party is None:
+        return None
+    return BookingParty(id=party.id, display_name=party.display_name, deleted=party.deleted)
 
 
 @bp.post("")

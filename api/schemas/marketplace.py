@@ -154,6 +154,23 @@ class Booking(BaseModel):
     created_at: datetime
     updated_at: datetime
     history: list[BookingEvent] | None = Field(description="every state change; null in lists")
+    consumer: BookingParty | None = Field(
+        None, description="who the consumer is; null in lists (GET the booking)"
+    )
+    provider: BookingParty | None = Field(
+        None, description="who the provider is; null in lists (GET the booking)"
+    )
+
+
+class BookingParty(BaseModel):
+    """A booking's party. Once that party deleted their account:
+    `{"id": null, "display_name": null, "deleted": true}`; the booking stays."""
+
+    id: uuid.UUID | None
+    display_name: str | None = Field(
+        description="the provider's profile name; the consumer's account name (may be null)"
+    )
+    deleted: bool
 
 
 class BookingLocationOut(BaseModel):

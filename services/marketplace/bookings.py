@@ -12,7 +12,7 @@ two concurrent transitions on one booking cannot both succeed.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal, Protocol
@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import Booking, BookingEvent
+from models import Booking, BookingEvent, ProviderProfile, User
 from models.base import utcnow
 from services.accounts.blocks import either_blocked
 from services.accounts.users import (
@@ -118,6 +118,22 @@ class BookingView:
     created_at: datetime
     updated_at: datetime
     history: list[EventView] | None = None
+    # Who the parties are, for a booking's screen; None in lists (like history).
+    consumer: PartyView | None = None
+    provider: PartyView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartyView:
+    """One party of a booking as the other sees it. A purged account is
+    `PartyView(None, None, deleted=True)`: the booking stays, the person is gone."""
+
+    id: uuid.UUID | None
+    display_name: str | None
+    deleted: bool
+
+
+GONE = PartyView(None, None, deleted=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,14 +230,14 @@ def create_booking(
         actor_id=consumer.id,
         text=f"New {data.category} booking request for {data.scheduled_at:%Y-%m-%d %H:%M} UTC",
     )
-    return _view(booking, [_event_view(event)])
+    return _detail(session, booking, [_event_view(event)])
 
 
 def get_booking(session: Session, *, booking_id: uuid.UUID, viewer: UserView) -> BookingView:
     booking = session.get(Booking, booking_id)
     if booking is None or party_of(booking, viewer) is None:
         raise NotFound("No such booking.")
-    return _view(booking, _history(session, booking_id))
+    return _detail(session, booking, _history(session, booking_id))
 
 
 def transition(
@@ -255,7 +271,7 @@ def transition(
     text = NOTICES[action] + (f": {reason}" if reason else "")
     booking_changed(session, booking, actor_id=actor.id, text=text)
     session.flush()
-    return _view(booking, _history(session, booking_id))
+    return _detail(session, booking, _history(session, booking_id))
 
 
 def _booked_time(
@@ -448,6 +464,35 @@ def _history(session: Session, booking_id: uuid.UUID) -> list[EventView]:
 
 def _event_view(e: BookingEvent) -> EventView:
     return EventView(e.from_status, e.to_status, e.actor_id, e.actor_role, e.reason, e.created_at)
+
+
+def _detail(session: Session, b: Booking, history: list[EventView]) -> BookingView:
+    """A booking with its history and its parties, as GET /v1/bookings/{id} shows it."""
+    consumer, provider = _parties(session, b.consumer_id, b.provider_id)
+    return replace(_view(b, history), consumer=consumer, provider=provider)
+
+
+def _parties(
+    session: Session, consumer_id: uuid.UUID | None, provider_id: uuid.UUID | None
+) -> tuple[PartyView, PartyView]:
+    """Both parties' names in one read: the provider by the name of their profile (what
+    consumers book), else their account's; the consumer by their account's."""
+    ids = [i for i in (consumer_id, provider_id) if i is not None]
+    rows = session.execute(
+        select(User.id, User.display_name, ProviderProfile.display_name.label("profile_name"))
+        .outerjoin(ProviderProfile, ProviderProfile.user_id == User.id)
+        .where(User.id.in_(ids))
+    ).all()
+    found = {row.id: row for row in rows}
+
+    def party(user_id: uuid.UUID | None, *, as_provider: bool) -> PartyView:
+        row = found.get(user_id) if user_id is not None else None
+        if row is None:
+            return GONE
+        name = (row.profile_name if as_provider else None) or row.display_name
+        return PartyView(row.id, name, deleted=False)
+
+    return party(consumer_id, as_provider=False), party(provider_id, as_provider=True)
 
 
 def _view(b: Booking, history: list[EventView] | None = None) -> BookingView:

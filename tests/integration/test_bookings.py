@@ -27,6 +27,28 @@ def test_create_writes_the_booking_and_its_first_event(actors, session: Session)
     assert events == 1
 
 
+def test_a_booking_shows_who_its_parties_are_but_lists_do_not(actors) -> None:  # type: ignore[no-untyped-def]
+    consumer, provider = actors("consumer"), actors("provider")
+    ensure_profile(provider, display_name="Sam Cleans")
+    named = consumer.client.patch(
+        "/v1/me", headers=consumer.headers(), json={"display_name": "Cora"}
+    )
+    assert named.status_code == 200, named.get_data(as_text=True)
+    created = consumer.post("/v1/bookings", json=booking_body(provider.id)).get_json()
+    expected = {
+        "consumer": {"id": consumer.id, "display_name": "Cora", "deleted": False},
+        "provider": {"id": provider.id, "display_name": "Sam Cleans", "deleted": False},
+    }
+    assert {k: created[k] for k in expected} == expected
+    for viewer in (consumer, provider):
+        seen = viewer.get(f"/v1/bookings/{created['id']}").get_json()
+        assert {k: seen[k] for k in expected} == expected
+    accepted = provider.post(f"/v1/bookings/{created['id']}/accept", json={}).get_json()
+    assert {k: accepted[k] for k in expected} == expected
+    listed = consumer.get("/v1/bookings").get_json()["items"]
+    assert [(b["consumer"], b["provider"]) for b in listed] == [(None, None)]
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
