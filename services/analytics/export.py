@@ -84,6 +84,11 @@ DEFAULT_TABLES: dict[str, list[str] | str] = {
     "events": "*",
 }
 
+# Every run also exports the ids of accounts purged since the last run (whatever
+# EXPORT_TABLES says), so that copies of their rows downstream can be deleted too.
+# users.purged_at is NULL for everyone else, and NULL never passes the watermark filter.
+DELETED_USERS_TABLE = "deleted_users"
+
 EXPORT_PREFIX = "exports/"
 MANIFEST_PREFIX = "exports/_manifests/"
 PART_CONTENT_TYPE = "application/gzip"
@@ -171,6 +176,14 @@ def _plan_table(
     return ExportTable(name=name, columns=columns, key=keys[0], changed=changed)
 
 
+def _deleted_users() -> ExportTable:
+    users = Base.metadata.tables["users"]
+    purged_at = users.c.purged_at
+    return ExportTable(
+        name=DELETED_USERS_TABLE, columns=(users.c.id, purged_at), key=users.c.id, changed=purged_at
+    )
+
+
 @dataclass(frozen=True)
 class Watermark:
     changed_at: datetime
@@ -223,7 +236,7 @@ def run_export(
     Raises ExportBusy if another export is running, ExportFailed if anything went wrong
     (the run is then recorded as failed with the error, and no watermark moved).
     """
-    tables = plan_tables(settings.export_tables)
+    tables = [*plan_tables(settings.export_tables), _deleted_users()]
     started = now or utcnow()
     cutoff = started - timedelta(seconds=settings.export_safety_seconds)
     run_id = uuid.uuid4()

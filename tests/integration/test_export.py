@@ -293,6 +293,8 @@ WORLD_ROWS = {
     "reviews": 1,
     "events": 20,
 }
+# Every run also reports the accounts purged since the last one (none in the world).
+EXPORTED = {**WORLD_ROWS, "deleted_users": 0}
 
 
 def add_events(
@@ -367,7 +369,7 @@ def test_parts_are_gzip_jsonl_with_kms_a_manifest_and_no_secrets(
     settings = export_settings(engine.url.render_as_string(False), export_part_rows=2)
     result = export.run_export(sessions, sink, settings)
 
-    assert result.tables == WORLD_ROWS and result.rows == sum(WORLD_ROWS.values())
+    assert result.tables == EXPORTED and result.rows == sum(WORLD_ROWS.values())
     manifest_key = f"exports/_manifests/{result.run_id}.json"
     assert result.manifest == manifest_key
     assert keys(s3) == sorted([*result.files, manifest_key])
@@ -416,7 +418,7 @@ def test_parts_are_gzip_jsonl_with_kms_a_manifest_and_no_secrets(
     assert manifest["run_id"] == str(result.run_id) and manifest["rows"] == result.rows
     listed = [f["key"] for t in manifest["tables"].values() for f in t["files"]]
     assert sorted(listed) == sorted(result.files)
-    assert {name: t["rows"] for name, t in manifest["tables"].items()} == WORLD_ROWS
+    assert {name: t["rows"] for name, t in manifest["tables"].items()} == EXPORTED
     bookings_entry = manifest["tables"]["bookings"]
     assert bookings_entry["since"] is None
     assert bookings_entry["until"]["key"] == str(world.bookings[-1])
@@ -431,6 +433,35 @@ def test_parts_are_gzip_jsonl_with_kms_a_manifest_and_no_secrets(
     assert sorted(run.files) == sorted(result.files) and run.finished_at is not None
 
 
+def test_each_run_exports_the_accounts_purged_since_the_last_one(
+    engine: Engine, sessions: sessionmaker[Session], s3: Any, sink: S3ExportStore
+) -> None:
+    """Copies downstream hold rows of people who since left: every run lists who, whatever
+    EXPORT_TABLES says, with nothing but the id and when (and never anyone else)."""
+    world = seed_world(engine)
+    settings = export_settings(engine.url.render_as_string(False), export_tables='{"events": "*"}')
+    purged_at = utcnow().replace(microsecond=250000) - timedelta(minutes=5)
+
+    def purge(user_id: uuid.UUID, at: datetime) -> None:
+        with engine.begin() as connection:
+            connection.execute(update(User).where(User.id == user_id).values(purged_at=at))
+
+    purge(world.consumer, purged_at)
+    first = export.run_export(sessions, sink, settings)
+    assert first.tables == {"events": 20, "deleted_users": 1}
+    [part] = [k for k in first.files if PART_KEY.match(k)["table"] == "deleted_users"]  # type: ignore[index]
+    assert part.startswith(f"exports/deleted_users/dt={purged_at.date().isoformat()}/")
+    assert jsonl_rows(body(s3, part)) == [
+        {"id": str(world.consumer), "purged_at": stamp(purged_at)}
+    ]
+    assert export.run_export(sessions, sink, settings).tables["deleted_users"] == 0
+    purge(world.provider, purged_at + timedelta(minutes=1))
+    third = export.run_export(sessions, sink, settings)
+    assert third.tables == {"events": 0, "deleted_users": 1}
+    rows = sorted(exported_rows(s3, "deleted_users"), key=lambda row: row["purged_at"])
+    assert [r["id"] for r in rows] == [str(world.consumer), str(world.provider)]
+
+
 def test_devices_export_leaves_token_and_endpoint_behind(
     engine: Engine, sessions: sessionmaker[Session], s3: Any, sink: S3ExportStore
 ) -> None:
@@ -438,7 +469,7 @@ def test_devices_export_leaves_token_and_endpoint_behind(
     url = engine.url.render_as_string(False)
     settings = export_settings(url, export_tables='{"devices": "*"}')
     result = export.run_export(sessions, sink, settings)
-    assert result.tables == {"devices": 1}
+    assert result.tables == {"devices": 1, "deleted_users": 0}
     [device] = exported_rows(s3, "devices")
     assert "token" not in device and "endpoint_arn" not in device
     assert device["platform"] == "ios" and SECRET not in json.dumps(device)
@@ -461,7 +492,7 @@ def test_incremental_runs_take_only_new_and_changed_rows_and_an_idle_run_writes_
         )
     add_events(engine, 3, start=changed_at)
     second = export.run_export(sessions, sink, settings)
-    assert second.tables == {**dict.fromkeys(WORLD_ROWS, 0), "bookings": 1, "events": 3}
+    assert second.tables == {**dict.fromkeys(EXPORTED, 0), "bookings": 1, "events": 3}
     assert all(PART_KEY.match(k)["run"] == str(second.run_id) for k in second.files)  # type: ignore[index]
     assert {PART_KEY.match(k)["table"] for k in second.files} == {"bookings", "events"}  # type: ignore[index]
     latest = [r for r in exported_rows(s3, "bookings") if r["status"] == "cancelled"]
