@@ -76,6 +76,18 @@ def provision(endpoint_url: str, region: str = "us-east-1") -> LocalPool:
     return pool
 
 
+def demo_subs(pool: LocalPool) -> dict[str, str]:
+    """Each demo user's Cognito `sub`: the identity Trellis's users rows are keyed by."""
+    client = cognito_client(pool.endpoint_url, pool.region)
+    subs = {}
+    for username in DEMO_USERS:
+        attributes = client.admin_get_user(UserPoolId=pool.pool_id, Username=username)
+        subs[username] = next(
+            a["Value"] for a in attributes["UserAttributes"] if a["Name"] == "sub"
+        )
+    return subs
+
+
 def add_user(
     pool: LocalPool, username: str, *, email: str, groups: list[str], password: str = DEMO_PASSWORD
 ) -> None:
