@@ -121,7 +121,7 @@ def _field_errors(exc: ValidationError) -> tuple[FieldError, ...]:
 @bp.get("/admin/analytics/summary")
 @endpoint(
     summary="Active users, sessions, events, the booking funnel and providers, by day",
-    tags=("admin", "analytics"),
+    tags=("admin",),
     roles=("admin",),
     query=SummaryQuery,
     response=AnalyticsSummary,

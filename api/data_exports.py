@@ -12,6 +12,7 @@ from api.endpoint import endpoint
 from api.responses import json_response
 from api.schemas.data_exports import DataExport
 from services.accounts import data_export
+from services.base.errors import ExportInProgress
 
 bp = Blueprint("data_exports", __name__, url_prefix="/v1/me/exports")
 
@@ -28,7 +29,8 @@ def _export(view: data_export.ExportView) -> DataExport:
     response=DataExport,
     status=202,
     idempotent=True,
-    errors=(409, 429),
+    errors=(ExportInProgress, 429),
+    location=True,
 )
 def create_export() -> Response:
     """The copy is prepared in the background: poll the `Location` (or wait for the

@@ -21,10 +21,11 @@ from pydantic import BaseModel
 
 from api.auth import authenticate, require_recent_sign_in, verified_identity
 from api.context import components, open_unit, unit
-from api.errors import DATABASE_ERRORS
+from api.errors import DATABASE_ERRORS, problem_type
 from api.idempotency import run_idempotently
 from api.responses import json_response
 from api.validation import parse_json, parse_path, parse_query, read_body
+from services.base.errors import TrellisError
 from services.base.settings import Settings
 
 ENDPOINT_ATTRIBUTE = "__trellis_endpoint__"
@@ -45,7 +46,9 @@ class Endpoint:
     response: type[BaseModel] | None
     status: int
     idempotent: bool
-    errors: tuple[int, ...]
+    # HTTP statuses, or the domain errors the route raises (their status and problem schema
+    # come from api/errors.py): a 409 on /v1/sync/... documents `conflicts` that way.
+    errors: tuple[int | type[TrellisError], ...]
     description: str
     writes: bool
     limit: str | None
@@ -54,6 +57,8 @@ class Endpoint:
     # json_response(..., status) for them), e.g. 200 for a report that was already open.
     also: tuple[int, ...] = ()
     documented: bool = True
+    # The success response carries a Location header (the view sets it): documented.
+    location: bool = False
 
 
 def endpoint(
@@ -69,12 +74,13 @@ def endpoint(
     response: type[BaseModel] | None = None,
     status: int = 200,
     idempotent: bool = False,
-    errors: tuple[int, ...] = (),
+    errors: tuple[int | type[TrellisError], ...] = (),
     writes: bool = False,
     limit: str | None = None,
     max_auth_age: str | None = None,
     also: tuple[int, ...] = (),
     documented: bool = True,
+    location: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Declare a route: `roles` limits it to callers with one of them (403 otherwise).
 
@@ -89,8 +95,16 @@ def endpoint(
     describes path arguments the URL converter does not pin down (e.g. an enum in a plain
     `<role>` segment): they are validated like the query (422) and documented.
     `documented=False` leaves the route out of /openapi.json: a page for people (HTML,
-    e.g. POST /account/delete), not an operation of the JSON API.
+    e.g. POST /account/delete), not an operation of the JSON API. `errors` lists statuses
+    or domain errors (`SyncConflict`): an error's problem schema is then documented.
+    `location=True`: the view sets a Location header on its success response. One tag each:
+    generated clients group operations by it, and /docs shows an operation once per tag.
     """
+    if len(tags) != 1:
+        raise ValueError(f"{summary!r}: give exactly one tag, not {tags!r}")
+    for error in errors:
+        if not isinstance(error, int):
+            problem_type(error)  # ValueError for an error that maps to no problem
     if idempotent and not writes:
         raise ValueError(f"{summary!r}: an idempotent endpoint writes; declare writes=True")
     if max_auth_age is not None and (not auth or max_auth_age not in Settings.model_fields):
@@ -116,6 +130,7 @@ def endpoint(
             max_auth_age=max_auth_age,
             also=also,
             documented=documented,
+            location=location,
         )
 
         @wraps(view)

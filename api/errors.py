@@ -13,6 +13,13 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
+from api.schemas.common import Problem
+from api.schemas.problems import (
+    ActiveBookingsProblem,
+    ExportInProgressProblem,
+    SyncConflictProblem,
+    ValidationProblem,
+)
 from services.base.errors import (
     AccountClosed,
     AccountDeleted,
@@ -77,6 +84,35 @@ _TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
         "Sign in again",
     ),
 }
+
+
+# Problem types whose body has members of their own, and the schema documenting them: the
+# routes that declare the error (`@endpoint(errors=(SyncConflict,))`) reference it in
+# /openapi.json. `_trellis_error` below renders these members.
+PROBLEM_SCHEMAS: dict[type[TrellisError], type[Problem]] = {
+    ValidationFailed: ValidationProblem,
+    SyncConflict: SyncConflictProblem,
+    AccountHasActiveBookings: ActiveBookingsProblem,
+    ExportInProgress: ExportInProgressProblem,
+}
+
+
+def problem_type(error: type[TrellisError]) -> tuple[int, str, str]:
+    """(status, type, title) of the problem a domain error becomes; ValueError if none."""
+    for cls, spec in _TYPES.items():
+        if issubclass(error, cls):
+            return spec
+    raise ValueError(f"{error.__name__} maps to no problem type in api/errors.py")
+
+
+def problem_schema(error: type[TrellisError]) -> type[Problem]:
+    """The schema of a domain error's problem: its own if it has members, else Problem."""
+    return next((s for cls, s in PROBLEM_SCHEMAS.items() if issubclass(error, cls)), Problem)
+
+
+def problem_types() -> list[tuple[int, str, str]]:
+    """Every problem type Trellis defines, for the documentation."""
+    return sorted(set(_TYPES.values()))
 
 
 class MissingToken(InvalidToken):

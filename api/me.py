@@ -11,6 +11,7 @@ from api.context import components, unit
 from api.endpoint import endpoint
 from api.schemas.me import AccountDeletion, Me, MeUpdate
 from services.accounts import deletion, users
+from services.base.errors import AccountHasActiveBookings
 
 bp = Blueprint("me", __name__, url_prefix="/v1")
 
@@ -61,7 +62,7 @@ def patch_me(body: MeUpdate) -> Me:
     response=AccountDeletion,
     status=202,
     idempotent=True,
-    errors=(409,),
+    errors=(AccountHasActiveBookings,),
     max_auth_age="account_deletion_max_auth_age_seconds",
 )
 def delete_me() -> AccountDeletion:

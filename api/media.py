@@ -66,6 +66,7 @@ def _upload(view: uploads.UploadView, expires_in: int | None = None) -> Upload:
     status=201,
     idempotent=True,
     errors=(403,),
+    location=True,
 )
 def create_upload(body: UploadCreate) -> Response:
     """Type and size are checked against the purpose's limits before any URL is issued.
@@ -98,7 +99,7 @@ def create_upload(body: UploadCreate) -> Response:
     writes=True,
     response=Upload,
     idempotent=True,
-    errors=(409,),
+    errors=(409, ValidationFailed),
 )
 def complete_upload(upload_id: uuid.UUID) -> Upload | Response:
     """422 (and the object deleted) if its size or type differ from what was declared."""

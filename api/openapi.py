@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -13,8 +15,12 @@ from pydantic.json_schema import models_json_schema
 from werkzeug.routing import Rule
 
 from api.endpoint import ENDPOINT_ATTRIBUTE, Endpoint
+from api.errors import PROBLEM_SCHEMAS, problem_schema, problem_type, problem_types
 from api.idempotency import KEY_PATTERN
 from api.schemas.common import Problem
+from api.schemas.examples import anchor, examples_from
+from services.base.errors import TrellisError, ValidationFailed
+from services.base.idempotency import KeyInProgress, KeyReused
 
 API_VERSION = "1.0.0"
 PROBLEM_JSON = "application/problem+json"
@@ -36,16 +42,58 @@ _ERROR_TEXT = {
     422: "Invalid fields (see `errors`), or Idempotency-Key reused with another request",
     503: "A dependency is down; retry after Retry-After seconds",
 }
+# Response headers, declared once under components/headers and referenced where they occur.
+_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-Id": {
+        "description": (
+            "This request's id: the X-Request-Id you sent if it is 1-128 safe characters, "
+            "else one generated. Quote it when reporting a problem."
+        ),
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before trying again (RFC 9110 §10.2.3).",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "WWW-Authenticate": {
+        "description": (
+            'The Bearer challenge (RFC 6750): `error="invalid_token"` for a refused token; '
+            '`error="insufficient_user_authentication"` with `max_age` when a more recent '
+            "sign-in is needed (RFC 9470)."
+        ),
+        "schema": {"type": "string"},
+    },
+    "Location": {
+        "description": "The path of the resource this request created.",
+        "schema": {"type": "string", "format": "uri-reference"},
+    },
+    "Idempotent-Replayed": {
+        "description": (
+            "`true` when this is the stored answer to an earlier request with the same "
+            "Idempotency-Key; absent when the request ran."
+        ),
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+# Answered before the Idempotency-Key is looked at: never a replay.
+_BEFORE_IDEMPOTENCY = frozenset({401, 429})
+
+# Where an error can come from: a domain error class, or None for a plain problem.
+_Source = type[TrellisError] | None
 
 bp = Blueprint("openapi", __name__)
 
 
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
-    document = current_app.extensions.get("trellis.openapi")
-    if document is None:
-        document = current_app.extensions["trellis.openapi"] = orjson.dumps(build(current_app))
-    return Response(document, mimetype="application/json")
+    # Rebuilt each hour: its examples of times are computed from now (api/schemas/examples.py).
+    now = datetime.now(UTC)
+    hour = anchor(now)
+    cached = current_app.extensions.get("trellis.openapi")
+    if cached is None or cached[0] != hour:
+        cached = (hour, orjson.dumps(build(current_app, now)))
+        current_app.extensions["trellis.openapi"] = cached
+    return Response(cached[1], mimetype="application/json")
 
 
 def register_docs(app: Flask) -> None:
@@ -56,8 +104,13 @@ def register_docs(app: Flask) -> None:
     app.register_blueprint(get_swaggerui_blueprint("/docs", "/openapi.json", config=config))
 
 
-def build(app: Flask) -> dict[str, Any]:
-    """The whole document. Deterministic: same routes and schemas, same bytes."""
+def build(app: Flask, now: datetime | None = None) -> dict[str, Any]:
+    """The whole document. Deterministic: same routes, schemas and hour, same bytes."""
+    with examples_from(now or datetime.now(UTC)):
+        return _document(app)
+
+
+def _document(app: Flask) -> dict[str, Any]:
     operations: list[tuple[str, str, Endpoint, Rule]] = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         spec = getattr(app.view_functions[rule.endpoint], ENDPOINT_ATTRIBUTE, None)
@@ -68,7 +121,8 @@ def build(app: Flask) -> dict[str, Any]:
     refs, schemas = _schemas(operations)
     paths: dict[str, dict[str, Any]] = {}
     for path, method, spec, rule in operations:
-        paths.setdefault(path, {})[method] = _operation(spec, rule, method, refs)
+        paths.setdefault(path, {})[method] = _operation(spec, rule, method, refs, schemas)
+    _describe_problem_types(schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -82,7 +136,9 @@ def build(app: Flask) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": schemas,
+            # Query and path models are inlined as parameters: only what is referenced stays.
+            "schemas": _referenced(schemas, paths),
+            "headers": _HEADERS,
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",
@@ -103,6 +159,7 @@ def _schemas(
     operations: list[tuple[str, str, Endpoint, Rule]],
 ) -> tuple[dict[tuple[type[BaseModel], str], dict[str, Any]], dict[str, Any]]:
     wanted: set[tuple[type[BaseModel], str]] = {(Problem, "serialization")}
+    wanted |= {(schema, "serialization") for schema in PROBLEM_SCHEMAS.values()}
     for _, _, spec, _ in operations:
         if spec.body:
             wanted.add((spec.body, "validation"))
@@ -120,8 +177,42 @@ def _schemas(
     return refs, definitions.get("$defs", {})  # type: ignore[return-value]
 
 
+def _refs_in(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value.rsplit("/", 1)[-1]
+            else:
+                yield from _refs_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs_in(value)
+
+
+def _referenced(schemas: dict[str, Any], paths: dict[str, Any]) -> dict[str, Any]:
+    """The schemas the paths reference, directly or through other schemas, in order."""
+    seen: set[str] = set()
+    pending = list(_refs_in(paths))
+    while pending:
+        name = pending.pop()
+        if name not in seen and name in schemas:
+            seen.add(name)
+            pending.extend(_refs_in(schemas[name]))
+    return {name: schema for name, schema in schemas.items() if name in seen}
+
+
+def _describe_problem_types(schemas: dict[str, Any]) -> None:
+    listed = "; ".join(f"`{type_}` ({status}, {title})" for status, type_, title in problem_types())
+    member = schemas["Problem"]["properties"]["type"]
+    member["description"] = f"{member['description']}. Trellis's types: {listed}."
+
+
 def _operation(
-    spec: Endpoint, rule: Rule, method: str, refs: dict[tuple[type[BaseModel], str], Any]
+    spec: Endpoint,
+    rule: Rule,
+    method: str,
+    refs: dict[tuple[type[BaseModel], str], Any],
+    schemas: dict[str, Any],
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         # The view's name: generated clients turn it into the method name (get_me, ...).
@@ -129,7 +220,7 @@ def _operation(
         "summary": spec.summary,
         "tags": list(spec.tags),
         "security": [{"bearerAuth": []}] if spec.auth else [],
-        "parameters": _parameters(spec, rule, refs),
+        "parameters": _parameters(spec, rule, refs, schemas),
         "responses": _responses(spec, rule, refs),
     }
     if spec.description:
@@ -143,9 +234,12 @@ def _operation(
 
 
 def _parameters(
-    spec: Endpoint, rule: Rule, refs: dict[tuple[type[BaseModel], str], Any]
+    spec: Endpoint,
+    rule: Rule,
+    refs: dict[tuple[type[BaseModel], str], Any],
+    schemas: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    declared = _fields(spec.path) if spec.path else {}
+    declared = _fields(spec.path, refs, schemas) if spec.path else {}
     parameters: list[dict[str, Any]] = []
     for match in _PATH_ARGUMENT.finditer(rule.rule):
         converter = _CONVERTER_SCHEMAS.get(match["converter"] or "default", {"type": "string"})
@@ -153,7 +247,7 @@ def _parameters(
         parameters.append(_parameter(match["name"], "path", True, field_schema))
     if spec.query:
         required = set(spec.query.model_json_schema().get("required", []))
-        for name, field_schema in _fields(spec.query).items():
+        for name, field_schema in _fields(spec.query, refs, schemas).items():
             parameters.append(_parameter(name, "query", name in required, field_schema))
     if spec.idempotent:
         parameters.append(
@@ -177,9 +271,16 @@ def _parameters(
     return parameters
 
 
-def _fields(model: type[BaseModel]) -> dict[str, dict[str, Any]]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    return schema.get("properties", {})
+def _fields(
+    model: type[BaseModel],
+    refs: dict[tuple[type[BaseModel], str], Any],
+    schemas: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """A query or path model's properties, from the same generation as the components (so
+    a property's $ref names a schema that is there)."""
+    name = refs[(model, "validation")]["$ref"].rsplit("/", 1)[-1]
+    properties: dict[str, dict[str, Any]] = schemas[name].get("properties", {})
+    return properties
 
 
 def _parameter(
@@ -196,40 +297,100 @@ def _parameter(
     return parameter
 
 
+def _header_refs(*names: str) -> dict[str, Any]:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
 def _responses(
     spec: Endpoint, rule: Rule, refs: dict[tuple[type[BaseModel], str], Any]
 ) -> dict[str, Any]:
+    replayed = ("Idempotent-Replayed",) if spec.idempotent else ()
     responses: dict[str, Any] = {}
-    if spec.response is None:
-        responses[str(spec.status)] = {"description": "Done"}
-    else:
-        for status in (spec.status, *spec.also):
-            responses[str(status)] = {
-                "description": spec.summary,
-                "content": {"application/json": {"schema": refs[(spec.response, "serialization")]}},
-            }
-    problem = {"content": {PROBLEM_JSON: {"schema": refs[(Problem, "serialization")]}}}
-    for status in sorted(_error_statuses(spec, rule)):
-        text = _ERROR_TEXT[status]
-        if status == 401 and spec.max_auth_age is not None:
-            text += "; or signed in too long ago for this (sign in again)"
-        responses[str(status)] = {"description": text, **problem}
-    responses["default"] = {"description": "Unexpected error", **problem}
+    for status in (spec.status, *spec.also):
+        location = ("Location",) if spec.location and status == spec.status else ()
+        response: dict[str, Any] = {
+            "description": "Done" if spec.response is None else spec.summary,
+            "headers": _header_refs("X-Request-Id", *location, *replayed),
+        }
+        if spec.response is not None:
+            schema = refs[(spec.response, "serialization")]
+            response["content"] = {"application/json": {"schema": schema}}
+        responses[str(status)] = response
+    for status, sources in sorted(_error_sources(spec, rule).items()):
+        headers = ["X-Request-Id"]
+        if status == 401:
+            headers.append("WWW-Authenticate")
+        if status in (429, 503):
+            headers.append("Retry-After")
+        if spec.idempotent and status not in _BEFORE_IDEMPOTENCY:
+            headers.append("Idempotent-Replayed")  # a refusal is replayed too
+        responses[str(status)] = {
+            "description": _error_text(spec, status),
+            "headers": _header_refs(*headers),
+            "content": {PROBLEM_JSON: {"schema": _problem_schema(sources, refs)}},
+        }
+    responses["default"] = {
+        "description": "Unexpected error",
+        "headers": _header_refs("X-Request-Id"),
+        "content": {PROBLEM_JSON: {"schema": refs[(Problem, "serialization")]}},
+    }
     return responses
 
 
-def _error_statuses(spec: Endpoint, rule: Rule) -> set[int]:
-    statuses = set(spec.errors)
+def _error_text(spec: Endpoint, status: int) -> str:
+    text = _ERROR_TEXT[status]
+    if status == 401 and spec.max_auth_age is not None:
+        text += "; or signed in too long ago for this (sign in again)"
+    named = [
+        problem_type(error)
+        for error in spec.errors
+        if not isinstance(error, int) and problem_type(error)[0] == status
+    ]
+    if named:
+        text += ". " + "; ".join(f"`{type_}`: {title}" for _, type_, title in named)
+    return text
+
+
+def _problem_schema(
+    sources: list[_Source], refs: dict[tuple[type[BaseModel], str], Any]
+) -> dict[str, Any]:
+    """One problem schema, or anyOf the specific ones first and then the plain Problem:
+    anyOf, not oneOf, since a body of a specific type is a valid plain Problem too."""
+    models = list(dict.fromkeys(Problem if s is None else problem_schema(s) for s in sources))
+    models.sort(key=lambda model: model is Problem)
+    if len(models) == 1:
+        return refs[(models[0], "serialization")]  # type: ignore[no-any-return]
+    return {"anyOf": [refs[(model, "serialization")] for model in models]}
+
+
+def _error_sources(spec: Endpoint, rule: Rule) -> dict[int, list[_Source]]:
+    """Each error status the route can answer, with what can cause it."""
+    sources: dict[int, list[_Source]] = {}
+
+    def add(status: int, source: _Source = None) -> None:
+        sources.setdefault(status, []).append(source)
+
+    for error in spec.errors:
+        if isinstance(error, int):
+            # Every 422 Trellis answers is a validation problem (or an Idempotency-Key
+            # reused, below).
+            add(error, ValidationFailed if error == 422 else None)
+        else:
+            add(problem_type(error)[0], error)
     if spec.auth:
-        statuses |= {401, 429, 503}  # every signed-in route is rate-limited
+        for status in (401, 429, 503):  # every signed-in route is rate-limited
+            add(status)
     if spec.roles:
-        statuses.add(403)
+        add(403)
     if rule.arguments:
-        statuses.add(404)
+        add(404)
     if spec.body:
-        statuses |= {400, 413, 415, 422}
-    if spec.query or spec.path:
-        statuses.add(422)
+        for status in (400, 413, 415):
+            add(status)
+    if spec.body or spec.query or spec.path:
+        add(422, ValidationFailed)
     if spec.idempotent:
-        statuses |= {409, 422}
-    return statuses
+        add(409, KeyInProgress)
+        add(422, ValidationFailed)  # a malformed Idempotency-Key names the header
+        add(422, KeyReused)
+    return sources

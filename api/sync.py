@@ -68,7 +68,7 @@ def get_dataset(name: str, query: SyncSince) -> DatasetChanges:
     body=SyncBatch,
     response=DatasetChanges,
     idempotent=True,
-    errors=(409,),
+    errors=(sync.SyncConflict,),
 )
 def post_dataset(name: str, body: SyncBatch) -> DatasetChanges:
     """409 with `conflicts` (the server's versions) if any record changed since the device

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from api.schemas.common import FieldProblem, Line, QueryModel, StrictModel
+from api.schemas.examples import at
 
 MAX_EVENTS = 100
 MAX_BODY_BYTES = 256 * 1024
@@ -66,7 +67,7 @@ class AnalyticsEvent(StrictModel):
             "the phone's clock, with a zone; at most 24 h ahead of and 30 days behind the "
             "server's (which records its own time as well)"
         ),
-        examples=["2026-05-01T09:30:00Z"],
+        json_schema_extra=at(),  # the next full hour: within the 24 h ahead it accepts
     )
     session_id: SessionId | None = Field(
         None, description="the app's session: 1-128 printable ASCII characters, no spaces"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import unicodedata
-import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -200,17 +199,21 @@ class FieldProblem(BaseModel):
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details, the body of every error."""
+    """RFC 9457 problem details, the body of every error. Types with more members have
+    schemas of their own (api/schemas/problems.py), named where a route can answer them."""
 
-    type: str = Field(examples=["/problems/validation-failed"])
-    title: str = Field(examples=["Request validation failed"])
-    status: int = Field(examples=[422])
-    detail: str = Field(examples=["Fix these fields and send again: display_name."])
-    instance: str | None = Field(None, examples=["/v1/me"])
-    request_id: str | None = Field(None, examples=["6f1c0a7d2b9e4c55a0d1e2f3a4b5c6d7"])
-    errors: list[FieldProblem] | None = None
-    booking_ids: list[uuid.UUID] | None = Field(
-        None, description="/problems/account-has-active-bookings: the bookings in progress"
+    type: str = Field(
+        description="`/problems/<name>` for Trellis's own types; `about:blank` for plain HTTP",
+        examples=["/problems/not-found"],
+    )
+    title: str = Field(examples=["Not found"])
+    status: int = Field(examples=[404])
+    detail: str = Field(examples=["No such booking."])
+    instance: str | None = Field(None, description="the request's path", examples=["/v1/me"])
+    request_id: str | None = Field(
+        None,
+        description="the X-Request-Id of the request; quote it when reporting a problem",
+        examples=["6f1c0a7d2b9e4c55a0d1e2f3a4b5c6d7"],
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zoneinfo
 from datetime import date, datetime
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from api.schemas.common import QueryModel, StrictModel
+from api.schemas.examples import future_date, on
 from api.schemas.marketplace import AwareDatetime
 
 # "HH:MM" local wall-clock time; an interval may end at "24:00" (midnight after the day).
@@ -59,33 +60,32 @@ class WeeklyInterval(Interval):
 
 
 class DateException(StrictModel):
-    date: ExceptionDate = Field(examples=["2026-12-24"])
+    date: ExceptionDate = Field(json_schema_extra=on(days=19))
     intervals: list[Interval] = Field(
         max_length=24, description="the day's hours instead of the weekly ones; [] is closed"
     )
 
 
+def _availability_example(schema: dict[str, Any]) -> None:
+    # Exception dates computed when the spec is built: a fixed one would soon be past.
+    schema["examples"] = [
+        {
+            "time_zone": "Europe/Berlin",
+            "weekly": [{"weekday": 0, "start": "09:00", "end": "17:00"}],
+            "exceptions": [
+                {"date": future_date(19), "intervals": []},
+                {"date": future_date(22), "intervals": [{"start": "10:00", "end": "14:00"}]},
+            ],
+            "buffer_minutes": 15,
+            "min_notice_minutes": 120,
+            "max_days_ahead": 60,
+            "default_duration_minutes": 60,
+        }
+    ]
+
+
 class AvailabilityIn(StrictModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "time_zone": "Europe/Berlin",
-                    "weekly": [{"weekday": 0, "start": "09:00", "end": "17:00"}],
-                    "exceptions": [
-                        {"date": "2026-12-24", "intervals": []},
-                        {"date": "2026-12-27", "intervals": [{"start": "10:00", "end": "14:00"}]},
-                    ],
-                    "buffer_minutes": 15,
-                    "min_notice_minutes": 120,
-                    "max_days_ahead": 60,
-                    "default_duration_minutes": 60,
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_availability_example)
 
     time_zone: str = Field(max_length=64, description="IANA zone", examples=["Europe/Berlin"])
     weekly: list[WeeklyInterval] = Field(max_length=168)

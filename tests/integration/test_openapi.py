@@ -3,12 +3,14 @@ offline Swagger UI, and a client generated from it that imports."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
 import subprocess
 import sys
 import uuid
+from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,25 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 
+from api.endpoint import endpoint
+from api.errors import _TYPES, PROBLEM_SCHEMAS, problem_for, problem_schema, problem_type
+from api.openapi import build
+from api.schemas.marketplace import BookingCreate
+from api.schemas.scheduling import AvailabilityIn
+from services.base.errors import (
+    AccountClosed,
+    AccountHasActiveBookings,
+    ExportInProgress,
+    FieldError,
+    ReauthenticationRequired,
+    TrellisError,
+    ValidationFailed,
+)
+from services.sync import RecordView, SyncConflict
 from tests.conftest import Tokens
 
 METHODS = {"get", "put", "post", "delete", "patch"}
@@ -106,13 +124,14 @@ def test_operation_ids_are_unique_identifiers(spec: dict[str, Any]) -> None:
     assert not duplicates, f"duplicate operationIds: {duplicates}"
 
 
+def _problem_refs(schema: dict[str, Any]) -> list[str]:
+    """The problem schemas an error response names: one $ref, or anyOf several."""
+    return [option["$ref"] for option in schema.get("anyOf", [schema])]
+
+
 def test_every_error_response_is_a_documented_problem(spec: dict[str, Any]) -> None:
-    assert spec["components"]["schemas"]["Problem"]["required"] == [
-        "type",
-        "title",
-        "status",
-        "detail",
-    ]
+    schemas = spec["components"]["schemas"]
+    assert schemas["Problem"]["required"] == ["type", "title", "status", "detail"]
     for path, method, operation in operations(spec):
         responses = operation["responses"]
         successes = [code for code in responses if code[0] == "2"]
@@ -125,7 +144,12 @@ def test_every_error_response_is_a_documented_problem(spec: dict[str, Any]) -> N
         for code in errors:
             content = responses[code].get("content", {})
             assert set(content) == {PROBLEM_JSON}, (path, method, code)
-            assert content[PROBLEM_JSON]["schema"] == {"$ref": PROBLEM_REF}, (path, method, code)
+            refs = _problem_refs(content[PROBLEM_JSON]["schema"])
+            # Specific types first, the plain Problem (when it can be) last.
+            assert PROBLEM_REF not in refs[:-1], (path, method, code)
+            for ref in refs:
+                problem = schemas[ref.rsplit("/", 1)[-1]]
+                assert {"type", "title", "status", "detail"} <= set(problem["required"]), ref
             assert responses[code]["description"], (path, method, code)
         if "requestBody" in operation:
             assert {"400", "413", "415", "422"} <= set(responses), (path, method)
@@ -275,3 +299,331 @@ AuthenticatedClient(base_url="http://127.0.0.1:1", token="t")
         timeout=120,
     )
     assert imported.returncode == 0, imported.stdout + imported.stderr
+
+
+# --- Problem types: every extension member documented, referenced where it can occur -------
+
+
+def _sample(error: type[TrellisError]) -> TrellisError:
+    """An instance of each error api/errors.py renders, with data for its members."""
+    when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    record = RecordView("theme", {"dark": True}, 3, False, when, "phone")
+    special: dict[type[TrellisError], tuple[Any, ...]] = {
+        SyncConflict: ([record],),
+        AccountHasActiveBookings: ([uuid.uuid4(), uuid.uuid4()],),
+        ExportInProgress: (uuid.uuid4(),),
+        ValidationFailed: ("Fix it.", [FieldError("a.b", "too long", "string_too_long")]),
+        AccountClosed: (),
+        ReauthenticationRequired: (300,),
+    }
+    return error(*special.get(error, ("Something about it.",)))
+
+
+def _validator(spec: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
+    """A JSON Schema validator for a schema of the document ($refs into its components)."""
+    return Draft202012Validator({**schema, "components": spec["components"]})
+
+
+def test_every_problem_member_is_in_its_schema(app: Flask, spec: dict[str, Any]) -> None:
+    """Each problem as api/errors.py renders it matches its schema, and has no member the
+    schema does not name: a new extension member cannot go undocumented."""
+    schemas = spec["components"]["schemas"]
+    assert set(PROBLEM_SCHEMAS) <= set(_TYPES) | {ValidationFailed}
+    for error in _TYPES:
+        with app.test_request_context("/v1/somewhere"):
+            response = problem_for(_sample(error))
+        body = json.loads(response.get_data())
+        name = problem_schema(error).__name__
+        _validator(spec, {"$ref": f"#/components/schemas/{name}"}).validate(body)
+        assert set(body) <= set(schemas[name]["properties"]), (error, sorted(body))
+        assert (response.status_code, body["type"]) == problem_type(error)[:2]
+    # ...and the specific schemas refuse a plain problem: a client can tell them apart.
+    for name in ("SyncConflictProblem", "ActiveBookingsProblem", "ValidationProblem"):
+        plain = {"type": "/problems/conflict", "title": "x", "status": 409, "detail": "x"}
+        assert not _validator(spec, {"$ref": f"#/components/schemas/{name}"}).is_valid(plain)
+
+
+def test_declared_errors_reference_their_problem_schema(app: Flask, spec: dict[str, Any]) -> None:
+    named = 0
+    for path, method, rule in api_rules(app):
+        declared = app.view_functions[rule.endpoint].__trellis_endpoint__
+        responses = spec["paths"][path][method]["responses"]
+        wanted: dict[str, set[str]] = {}
+        for error in declared.errors:
+            if not isinstance(error, int) and problem_schema(error).__name__ != "Problem":
+                wanted.setdefault(str(problem_type(error)[0]), set()).add(
+                    problem_schema(error).__name__
+                )
+        if "422" in responses:
+            wanted.setdefault("422", set()).add("ValidationProblem")
+        for status, names in wanted.items():
+            refs = _problem_refs(responses[status]["content"][PROBLEM_JSON]["schema"])
+            found = {ref.rsplit("/", 1)[-1] for ref in refs} - {"Problem"}
+            assert found == names, (path, method, status, found)
+            named += status != "422"
+    # The three routes whose 409 carries members of its own.
+    assert named == 3
+    sync_409 = spec["paths"]["/v1/sync/datasets/{name}"]["post"]["responses"]["409"]
+    assert _problem_refs(sync_409["content"][PROBLEM_JSON]["schema"]) == [
+        "#/components/schemas/SyncConflictProblem",
+        PROBLEM_REF,  # the same Idempotency-Key still in use
+    ]
+
+
+# --- Response headers: declared from the declarations, and every one the app sends ----------
+
+# Set on every response by api/security.py for browsers and proxies, and the transport's own:
+# not part of what a client reads, so not repeated in every response of the document.
+_TRANSPORT_HEADERS = {
+    "content-type",
+    "content-length",
+    "cache-control",
+    "content-security-policy",
+    "referrer-policy",
+    "strict-transport-security",
+    "x-content-type-options",
+    "x-frame-options",
+    "vary",
+}
+
+
+def assert_headers_declared(
+    spec: dict[str, Any], path: str, method: str, response: Any
+) -> dict[str, Any]:
+    """Every header `response` carries is declared for its status, and every declared header
+    that is always sent is there. Returns the declared headers."""
+    responses = spec["paths"][path][method]["responses"]
+    documented = responses.get(str(response.status_code), responses["default"])
+    declared = {name.lower(): value for name, value in documented.get("headers", {}).items()}
+    sent = {name.lower() for name, _ in response.headers.items()} - _TRANSPORT_HEADERS
+    assert sent <= set(declared), (path, method, response.status_code, sent - set(declared))
+    assert "x-request-id" in sent, (path, method)
+    for name, ref in declared.items():
+        assert ref["$ref"] in {f"#/components/headers/{h}" for h in spec["components"]["headers"]}
+        if name in ("www-authenticate", "retry-after"):
+            assert name in sent, (path, method, response.status_code, name)
+    return declared
+
+
+def test_headers_come_from_the_declarations(app: Flask, spec: dict[str, Any]) -> None:
+    for path, method, rule in api_rules(app):
+        declared = app.view_functions[rule.endpoint].__trellis_endpoint__
+        for status, response in spec["paths"][path][method]["responses"].items():
+            headers = set(response["headers"])
+            assert "X-Request-Id" in headers, (path, method, status)
+            assert ("Location" in headers) == (declared.location and status[0] == "2")
+            assert ("WWW-Authenticate" in headers) == (status == "401")
+            assert ("Retry-After" in headers) == (status in ("429", "503"))
+            replayable = declared.idempotent and status not in ("401", "429", "default")
+            assert ("Idempotent-Replayed" in headers) == replayable, (path, method, status)
+
+
+def test_location_is_declared_exactly_where_a_view_sets_it(app: Flask) -> None:
+    """`location=True` documents the header; the view sets it. Read both from the source."""
+    setters = set()
+    for name, view in app.view_functions.items():
+        declared = getattr(view, "__trellis_endpoint__", None)
+        if declared is None:
+            continue
+        sets_it = '.headers["Location"]' in inspect.getsource(inspect.unwrap(view))
+        assert sets_it == declared.location, name
+        setters.add(name) if sets_it else None
+    assert setters >= {
+        "bookings.create_booking",
+        "media.create_upload",
+        "data_exports.create_export",
+    }
+
+
+def test_real_answers_carry_only_declared_headers(
+    actors: Any, client: FlaskClient, spec: dict[str, Any]
+) -> None:
+    """A sync conflict, its replay, a 422, a created upload and a refused token, over HTTP:
+    each body matches the schema its status documents, each header is declared."""
+    path = "/v1/sync/datasets/{name}"
+    user = actors("consumer")
+    record = {"op": "replace", "key": "theme", "value": "dark", "sync_count": 0}
+    assert user.post("/v1/sync/datasets/settings", json={"records": [record]}).status_code == 200
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    stale = {"records": [{**record, "value": "light"}]}
+    conflict = user.post("/v1/sync/datasets/settings", json=stale, headers=key)
+    replay = user.post("/v1/sync/datasets/settings", json=stale, headers=key)
+    invalid = user.post("/v1/sync/datasets/settings", json={"records": []})
+    for response, status in ((conflict, 409), (replay, 409), (invalid, 422)):
+        assert response.status_code == status
+        documented = spec["paths"][path]["post"]["responses"][str(status)]
+        schema = documented["content"][PROBLEM_JSON]["schema"]
+        _validator(spec, schema).validate(response.get_json())
+        # The first (specific) schema of the anyOf, not just the plain Problem.
+        _validator(spec, schema["anyOf"][0]).validate(response.get_json())
+        assert_headers_declared(spec, path, "post", response)
+    assert conflict.get_json()["conflicts"][0]["value"] == "dark"
+    assert "Idempotent-Replayed" not in conflict.headers
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.get_json()["conflicts"] == conflict.get_json()["conflicts"]
+
+    upload = user.post(
+        "/v1/uploads",
+        json={"purpose": "avatar", "content_type": "image/jpeg", "size_bytes": 1000},
+    )
+    assert upload.status_code == 201, upload.get_json()
+    assert "location" in assert_headers_declared(spec, "/v1/uploads", "post", upload)
+    assert upload.headers["Location"] == f"/v1/uploads/{upload.get_json()['id']}"
+
+    refused = client.get("/v1/me", headers={"Authorization": "Bearer nope"})
+    assert refused.status_code == 401
+    assert_headers_declared(spec, "/v1/me", "get", refused)
+
+
+# --- Examples: computed from now, never a fixed date ------------------------------------------
+
+_DATE = re.compile(
+    r"\b(\d{4}-\d{2}-\d{2})(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2}))?"
+)
+
+
+def _dates_in(document: Any) -> list[str]:
+    return [m.group(0) for m in _DATE.finditer(json.dumps(document))]
+
+
+def test_no_date_in_the_document_is_in_the_past(spec: dict[str, Any]) -> None:
+    """Anywhere in the document (examples, descriptions): a time not after now, or a date
+    before today, fails. Examples of bookings and events are computed when it is built."""
+    now = datetime.now(UTC)
+    found = _dates_in(spec)
+    assert found, "the document has no example of a date or time"
+    for text in found:
+        if "T" in text:
+            assert datetime.fromisoformat(text.replace("Z", "+00:00")) > now, text
+        else:
+            assert date.fromisoformat(text) >= now.date(), text
+
+
+def test_examples_follow_the_clock(app: Flask) -> None:
+    """Built as if a year from now, every date in the document is later than that: none is
+    written down. The examples of request bodies are valid requests."""
+    later = datetime.now(UTC) + timedelta(days=400)
+    document = build(app, now=later)
+    assert all(text[:10] >= later.date().isoformat() for text in _dates_in(document))
+    schemas = document["components"]["schemas"]
+    booking = schemas["BookingCreate"]["examples"][0]
+    assert (
+        booking["scheduled_at"]
+        == schemas["BookingCreate"]["properties"]["scheduled_at"]["examples"][0]
+    )
+    assert datetime.fromisoformat(booking["scheduled_at"]) > later + timedelta(days=6)
+    BookingCreate.model_validate_json(json.dumps(booking))
+    AvailabilityIn.model_validate_json(json.dumps(schemas["AvailabilityIn"]["examples"][0]))
+    assert build(app, now=later) == document  # the same hour, the same document
+
+
+# --- Shape: no orphans, one tag each, stable operationIds -------------------------------------
+
+
+def test_every_schema_is_used(spec: dict[str, Any]) -> None:
+    """Query and path models are parameters, not components; nothing else is left over."""
+    schemas = spec["components"]["schemas"]
+    reached: set[str] = set()
+    pending = re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec["paths"]))
+    while pending:
+        name = pending.pop()
+        if name not in reached:
+            reached.add(name)
+            pending += re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(schemas[name]))
+    assert set(schemas) == reached, sorted(set(schemas) - reached)
+    assert not {"PageQuery", "ProviderSearch", "SyncSince", "DatasetPath"} & set(schemas)
+    search = spec["paths"]["/v1/providers"]["get"]
+    assert {p["name"] for p in search["parameters"]} >= {"q", "lat", "lng", "cursor", "limit"}
+
+
+def test_one_tag_per_operation(spec: dict[str, Any]) -> None:
+    for path, method, operation in operations(spec):
+        assert len(operation["tags"]) == 1, (path, method, operation["tags"])
+    with pytest.raises(ValueError, match="exactly one tag"):
+        endpoint(summary="Two shelves", tags=("admin", "analytics"))
+
+
+# The operationIds clients were generated with: a generated SDK's method names. Renaming one
+# breaks every app that calls it, so this list only grows.
+PUBLISHED_OPERATION_IDS = frozenset(
+    [
+        "accept_booking",
+        "analytics_summary",
+        "cancel_booking",
+        "cancel_deletion",
+        "close_deletion_request",
+        "complete_booking",
+        "complete_upload",
+        "create_block",
+        "create_booking",
+        "create_export",
+        "create_report",
+        "create_upload",
+        "decline_booking",
+        "delete_block",
+        "delete_dataset",
+        "delete_device",
+        "delete_me",
+        "delete_upload",
+        "get_availability",
+        "get_booking",
+        "get_dataset",
+        "get_export",
+        "get_me",
+        "get_provider",
+        "get_provider_profile",
+        "get_slots",
+        "get_upload",
+        "grant_role",
+        "healthz",
+        "list_blocks",
+        "list_bookings",
+        "list_datasets",
+        "list_deletion_requests",
+        "list_devices",
+        "list_messages",
+        "list_notifications",
+        "list_reports",
+        "list_suspended_users",
+        "patch_me",
+        "post_dataset",
+        "post_message",
+        "post_review",
+        "put_availability",
+        "put_provider_profile",
+        "read_all_notifications",
+        "read_notification",
+        "readyz",
+        "record_events",
+        "register_device",
+        "resolve_report",
+        "revoke_role",
+        "search_providers",
+        "send_notification",
+        "start_booking",
+        "unsuspend_user",
+    ]
+)
+
+
+def test_published_operation_ids_stay(spec: dict[str, Any]) -> None:
+    ids = {operation["operationId"] for _, _, operation in operations(spec)}
+    assert not set(PUBLISHED_OPERATION_IDS) - ids, sorted(set(PUBLISHED_OPERATION_IDS) - ids)
+
+
+def test_openapi_generator_validates_the_document(tmp_path: Path, spec: dict[str, Any]) -> None:
+    """openapi-generator (the Java generator behind the TypeScript, Kotlin and Swift SDKs)
+    finds no issue and makes no recommendation (unused models were 13 of them)."""
+    spec_file = tmp_path / "openapi.json"
+    spec_file.write_text(json.dumps(spec))
+    cli = Path(sys.executable).parent / "openapi-generator-cli"
+    checked = subprocess.run(
+        [str(cli), "validate", "--recommend", "-i", str(spec_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = checked.stdout + checked.stderr
+    assert checked.returncode == 0, output
+    assert "No validation issues detected." in output, output
+    assert "recommendation" not in output.lower() and "Warnings" not in output, output
