@@ -86,6 +86,7 @@ def _party(party: bookings.PartyView | None) -> BookingParty | None:
     response=Booking,
     status=201,
     idempotent=True,
+    location=True,
 )
 def create_booking(body: BookingCreate) -> Response:
     """Needs the consumer role. The provider must offer the category; the time must be ahead.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.schemas.common import Line, Location, PageQuery, QueryModel, StrictModel, Text
+from api.schemas.examples import at, future_datetime
 
 Category = Annotated[
     str,
@@ -81,26 +82,27 @@ class ProviderPage(BaseModel):
     next_cursor: str | None
 
 
+def _booking_example(schema: dict[str, Any]) -> None:
+    # Computed when the spec is built: a fixed date would soon be in the past (a 422).
+    schema["examples"] = [
+        {
+            "provider_id": "0b9c9f0e-6a39-4b8e-9b64-3c1d2f1f8a10",
+            "category": "cleaning",
+            "scheduled_at": future_datetime(days=7, hour=9),
+            "location": {"lat": 52.52, "lng": 13.405, "address": "Alexanderplatz 1"},
+            "notes": "Two rooms, bring a ladder.",
+        }
+    ]
+
+
 class BookingCreate(StrictModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "provider_id": "0b9c9f0e-6a39-4b8e-9b64-3c1d2f1f8a10",
-                    "category": "cleaning",
-                    "scheduled_at": "2026-12-01T09:00:00Z",
-                    "location": {"lat": 52.52, "lng": 13.405, "address": "Alexanderplatz 1"},
-                    "notes": "Two rooms, bring a ladder.",
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_booking_example)
 
     provider_id: uuid.UUID
     category: Category
-    scheduled_at: AwareDatetime = Field(description="in the future, with a time zone")
+    scheduled_at: AwareDatetime = Field(
+        description="in the future, with a time zone", json_schema_extra=at(days=7, hour=9)
+    )
     duration_minutes: int | None = Field(
         None,
         ge=5,
