@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpx
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -248,8 +249,11 @@ def test_swagger_ui_works_offline(client: FlaskClient) -> None:
 
 
 def test_generated_python_client_imports(
-    client: FlaskClient, tmp_path: Path, spec: dict[str, Any]
+    app: Flask, tmp_path: Path, spec: dict[str, Any], tokens: Tokens
 ) -> None:
+    """openapi-python-client generates with no warning (`--fail-on-warning`, and none
+    printed), the package imports, and it reads a real sync conflict as a typed
+    SyncConflictProblem (`conflicts` as SyncRecord objects), a replay as well."""
     spec_file = tmp_path / "openapi.json"
     spec_file.write_text(json.dumps(spec))
     bin_dir = Path(sys.executable).parent
@@ -299,6 +303,49 @@ AuthenticatedClient(base_url="http://127.0.0.1:1", token="t")
         timeout=120,
     )
     assert imported.returncode == 0, imported.stdout + imported.stderr
+    _drive_generated_client(app, tmp_path, tokens)
+
+
+def _drive_generated_client(app: Flask, where: Path, tokens: Tokens) -> None:
+    sys.path.insert(0, str(where))
+    try:
+        from trellis_api_client import AuthenticatedClient  # type: ignore[import-not-found]
+        from trellis_api_client.api.sync import post_dataset  # type: ignore[import-not-found]
+        from trellis_api_client.models import (  # type: ignore[import-not-found]
+            DatasetChanges,
+            SyncBatch,
+            SyncConflictProblem,
+            ValidationProblem,
+        )
+
+        api = AuthenticatedClient(
+            base_url="http://localhost",
+            token=tokens.token("generated-client", groups=["consumers"]),
+            httpx_args={"transport": httpx.WSGITransport(app=app)},
+        )
+        record = {"op": "replace", "key": "theme", "value": "dark", "sync_count": 0}
+        first = post_dataset.sync(
+            "settings", client=api, body=SyncBatch.from_dict({"records": [record]})
+        )
+        assert isinstance(first, DatasetChanges) and first.sync_count == 1
+        stale = SyncBatch.from_dict({"records": [{**record, "value": "light"}]})
+        key = str(uuid.uuid4())
+        for _ in range(2):  # the answer, then its replay
+            answer = post_dataset.sync_detailed(
+                "settings", client=api, body=stale, idempotency_key=key
+            )
+            conflict = answer.parsed
+            assert isinstance(conflict, SyncConflictProblem), conflict
+            assert [(c.key, c.value, c.sync_count) for c in conflict.conflicts] == [
+                ("theme", "dark", 1)
+            ]
+        assert answer.headers["Idempotent-Replayed"] == "true"
+        empty = post_dataset.sync("settings", client=api, body=SyncBatch.from_dict({"records": []}))
+        assert isinstance(empty, ValidationProblem) and empty.errors[0].field == "records"
+    finally:
+        sys.path.remove(str(where))
+        for name in [m for m in sys.modules if m.split(".")[0] == "trellis_api_client"]:
+            del sys.modules[name]
 
 
 # --- Problem types: every extension member documented, referenced where it can occur -------
