@@ -12,6 +12,7 @@ from api import (
     availability,
     blocks,
     bookings,
+    client_config,
     dashboard,
     data_exports,
     health,
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         sync.bp,
         admin.bp,
         analytics.bp,
+        client_config.bp,
         dashboard.bp,
         account_pages.bp,
     ):

@@ -59,6 +59,8 @@ class Endpoint:
     documented: bool = True
     # The success response carries a Location header (the view sets it): documented.
     location: bool = False
+    # The view answers with Cache-Control, an ETag, and 304 to a matching If-None-Match.
+    cacheable: bool = False
 
 
 def endpoint(
@@ -81,6 +83,7 @@ def endpoint(
     also: tuple[int, ...] = (),
     documented: bool = True,
     location: bool = False,
+    cacheable: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Declare a route: `roles` limits it to callers with one of them (403 otherwise).
 
@@ -97,7 +100,8 @@ def endpoint(
     `documented=False` leaves the route out of /openapi.json: a page for people (HTML,
     e.g. POST /account/delete), not an operation of the JSON API. `errors` lists statuses
     or domain errors (`SyncConflict`): an error's problem schema is then documented.
-    `location=True`: the view sets a Location header on its success response. One tag each:
+    `location=True`: the view sets a Location header on its success response;
+    `cacheable=True`: Cache-Control and an ETag, and 304 for If-None-Match. One tag each:
     generated clients group operations by it, and /docs shows an operation once per tag.
     """
     if len(tags) != 1:
@@ -131,6 +135,7 @@ def endpoint(
             also=also,
             documented=documented,
             location=location,
+            cacheable=cacheable,
         )
 
         @wraps(view)

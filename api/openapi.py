@@ -17,6 +17,7 @@ from werkzeug.routing import Rule
 from api.endpoint import ENDPOINT_ATTRIBUTE, Endpoint
 from api.errors import PROBLEM_SCHEMAS, problem_schema, problem_type, problem_types
 from api.idempotency import KEY_PATTERN
+from api.limits import EXEMPT
 from api.schemas.common import Problem
 from api.schemas.examples import anchor, examples_from
 from services.base.errors import TrellisError, ValidationFailed
@@ -66,6 +67,14 @@ _HEADERS: dict[str, dict[str, Any]] = {
     "Location": {
         "description": "The path of the resource this request created.",
         "schema": {"type": "string", "format": "uri-reference"},
+    },
+    "ETag": {
+        "description": "This answer's version: send it back as If-None-Match for a 304.",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {
+        "description": "How long the answer may be kept without asking again.",
+        "schema": {"type": "string"},
     },
     "Idempotent-Replayed": {
         "description": (
@@ -249,6 +258,16 @@ def _parameters(
         required = set(spec.query.model_json_schema().get("required", []))
         for name, field_schema in _fields(spec.query, refs, schemas).items():
             parameters.append(_parameter(name, "query", name in required, field_schema))
+    if spec.cacheable:
+        parameters.append(
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "description": "The ETag of the copy you have: 304 if it is still current.",
+                "schema": {"type": "string"},
+            }
+        )
     if spec.idempotent:
         parameters.append(
             {
@@ -306,16 +325,22 @@ def _responses(
 ) -> dict[str, Any]:
     replayed = ("Idempotent-Replayed",) if spec.idempotent else ()
     responses: dict[str, Any] = {}
+    cached = ("ETag", "Cache-Control") if spec.cacheable else ()
     for status in (spec.status, *spec.also):
         location = ("Location",) if spec.location and status == spec.status else ()
         response: dict[str, Any] = {
             "description": "Done" if spec.response is None else spec.summary,
-            "headers": _header_refs("X-Request-Id", *location, *replayed),
+            "headers": _header_refs("X-Request-Id", *location, *replayed, *cached),
         }
         if spec.response is not None:
             schema = refs[(spec.response, "serialization")]
             response["content"] = {"application/json": {"schema": schema}}
         responses[str(status)] = response
+    if spec.cacheable:
+        responses["304"] = {
+            "description": "Not modified: the copy whose ETag you sent is current",
+            "headers": _header_refs("X-Request-Id", *cached),
+        }
     for status, sources in sorted(_error_sources(spec, rule).items()):
         headers = ["X-Request-Id"]
         if status == 401:
@@ -380,6 +405,8 @@ def _error_sources(spec: Endpoint, rule: Rule) -> dict[int, list[_Source]]:
     if spec.auth:
         for status in (401, 429, 503):  # every signed-in route is rate-limited
             add(status)
+    elif rule.endpoint not in EXEMPT:
+        add(429)  # anonymous callers are limited per address (RATE_LIMIT_ANONYMOUS)
     if spec.roles:
         add(403)
     if rule.arguments:

@@ -22,8 +22,10 @@ def _secure(response: Response) -> Response:
     if "Content-Security-Policy" not in headers:
         docs = request.path.startswith("/docs")
         headers["Content-Security-Policy"] = DOCS_CSP if docs else API_CSP
-    # Anything answered to a signed-in caller, and every API answer, is private and live.
-    if "Authorization" in request.headers or request.path.startswith("/v1/"):
+    # Anything answered to a signed-in caller, and every API answer, is private and live;
+    # but for an answer its route made public on purpose (GET /v1/config, the same for all).
+    public = headers.get("Cache-Control", "").startswith("public")
+    if not public and ("Authorization" in request.headers or request.path.startswith("/v1/")):
         headers["Cache-Control"] = "no-store"
     return response
 

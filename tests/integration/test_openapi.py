@@ -424,6 +424,7 @@ def test_declared_errors_reference_their_problem_schema(app: Flask, spec: dict[s
 _TRANSPORT_HEADERS = {
     "content-type",
     "content-length",
+    "date",
     "cache-control",
     "content-security-policy",
     "referrer-policy",
