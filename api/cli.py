@@ -8,6 +8,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
+from api.client_config import client_config_command
 from api.context import components
 from services import infra, uploads
 from services.accounts import deletion_requests, purge
@@ -137,5 +138,5 @@ def export_data() -> None:
 
 def register_cli(app: Flask) -> None:
     commands = (purge_idempotency_keys, uploads_cli, outbox_cli, infra_cli, export_cli)
-    for command in (*commands, accounts_cli):
+    for command in (*commands, accounts_cli, client_config_command):
         app.cli.add_command(command)

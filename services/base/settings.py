@@ -158,6 +158,14 @@ class Settings(BaseModel):
     export_max_seconds: int = Field(20, ge=1, le=86_400, alias="EXPORT_MAX_SECONDS")
     worker_tasks_enabled: bool = Field(False, alias="WORKER_TASKS_ENABLED")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+    # What the apps are told (GET /v1/config, flask client-config): the API's public base URL
+    # (the endpoint falls back to the request's own); the realtime service's, once it exists.
+    api_public_url: str | None = Field(
+        None, pattern=r"^https?://[^/\s]+(/\S*)?$", alias="API_PUBLIC_URL"
+    )
+    realtime_public_url: str | None = Field(
+        None, pattern=r"^(wss?|https?)://[^/\s]+(/\S*)?$", alias="REALTIME_PUBLIC_URL"
+    )
 
     _split_client_ids = field_validator(
         "cognito_app_client_ids",
@@ -252,6 +260,9 @@ class Settings(BaseModel):
         if read_urls and not (database_url or "").startswith("postgresql"):
             raise ValueError("DATABASE_READ_URL needs a PostgreSQL DATABASE_URL")
         object.__setattr__(self, "database_read_urls", read_urls)
+        for name in ("api_public_url", "realtime_public_url"):  # one form: no trailing /
+            if getattr(self, name):
+                object.__setattr__(self, name, getattr(self, name).rstrip("/"))
         if not self.uploads_bucket:
             object.__setattr__(self, "uploads_bucket", f"trellis-uploads-{self.app_env}")
         if not self.export_bucket:
