@@ -32,6 +32,7 @@ from api.schemas.marketplace import (
     ReviewCreate,
 )
 from services.marketplace import bookings, messages, reviews
+from services.marketplace.process import TimerPolicy
 
 bp = Blueprint("bookings", __name__, url_prefix="/v1/bookings")
 _MINUTE = timedelta(minutes=1)
@@ -111,6 +112,7 @@ def create_booking(body: BookingCreate) -> Response:
         consumer=current_user(),
         data=data,
         step_minutes=components().settings.slot_step_minutes,
+        policy=_policy(),
     )
     response = json_response(_booking(view), 201)
     response.headers["Location"] = f"/v1/bookings/{view.id}"
@@ -144,9 +146,18 @@ def get_booking(booking_id: uuid.UUID) -> Booking:
     )
 
 
+def _policy() -> TimerPolicy:
+    return TimerPolicy.of(components().settings)
+
+
 def _transition(booking_id: uuid.UUID, action: bookings.Action, reason: str | None) -> Booking:
     view = bookings.transition(
-        unit().session, booking_id=booking_id, action=action, actor=current_user(), reason=reason
+        unit().session,
+        booking_id=booking_id,
+        action=action,
+        actor=current_user(),
+        reason=reason,
+        policy=_policy(),
     )
     return _booking(view)
 
@@ -264,7 +275,8 @@ def list_messages(booking_id: uuid.UUID, query: MessageQuery) -> MessagePage:
     errors=(403, 409),
 )
 def post_review(booking_id: uuid.UUID, body: ReviewCreate) -> Review:
-    """The booking's consumer, once, after it is completed; updates the provider's rating.
+    """The booking's consumer, once, after it is completed and until REVIEW_WINDOW_DAYS
+    (default 14) after its completion (409 after); updates the provider's rating.
     409 (`/problems/account-deletion-scheduled`) while your account's deletion is scheduled."""
     view = reviews.post_review(
         unit().session,
@@ -273,5 +285,6 @@ def post_review(booking_id: uuid.UUID, body: ReviewCreate) -> Review:
         rating=body.rating,
         comment=body.comment,
         content=components().content_filter,
+        window=_policy().review_window,
     )
     return Review.model_validate(view, from_attributes=True)

@@ -15,6 +15,8 @@ from services.accounts import deletion_requests, purge
 from services.accounts.data_export import build_pending
 from services.analytics import export
 from services.base import idempotency
+from services.marketplace import timers
+from services.marketplace.process import TimerPolicy
 from services.messaging import outbox
 
 
@@ -136,7 +138,21 @@ def export_data() -> None:
     )
 
 
+timers_cli = AppGroup("timers", help="The booking timers (expiry, auto-complete, reminders).")
+
+
+@timers_cli.command("run")
+def run_timers() -> None:
+    """Fire every due booking timer, then exit (safe beside the web workers' relays and
+    other runs: each timer fires once). Exits 1 when a timer failed and was postponed."""
+    built = components()
+    stats = timers.run_due(built.sessions, TimerPolicy.of(built.settings))
+    click.echo(f"fired {stats.fired}, moot {stats.moot}, failed {stats.failed}")
+    if stats.failed:
+        raise click.ClickException(f"{stats.failed} timers failed; each is retried later")
+
+
 def register_cli(app: Flask) -> None:
     commands = (purge_idempotency_keys, uploads_cli, outbox_cli, infra_cli, export_cli)
-    for command in (*commands, accounts_cli, client_config_command):
+    for command in (*commands, accounts_cli, timers_cli, client_config_command):
         app.cli.add_command(command)

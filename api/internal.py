@@ -26,6 +26,8 @@ from services.accounts.data_export import build_pending
 from services.analytics import export
 from services.base import idempotency
 from services.base.errors import Forbidden, Unavailable
+from services.marketplace import timers
+from services.marketplace.process import TimerPolicy
 from services.messaging import outbox
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -151,3 +153,17 @@ def accounts_purge_task() -> dict[str, Any]:
             retry_after=60,
         )
     return {"task": "accounts-purge", "purged": len(stats.purged), "complete": stats.complete}
+
+
+@bp.post("/timers")
+def timers_task() -> dict[str, Any]:
+    """Fire every due booking timer (safe beside the web workers' relays: each fires once).
+    A timer that failed is postponed and the answer is 503, so it shows in sqsd's retries."""
+    built = components()
+    stats = timers.run_due(built.sessions, TimerPolicy.of(built.settings))
+    if stats.failed:
+        raise Unavailable(
+            f"{stats.failed} booking timers failed and were postponed; {stats.fired} fired.",
+            retry_after=60,
+        )
+    return {"task": "timers", "fired": stats.fired, "moot": stats.moot}

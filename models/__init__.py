@@ -16,7 +16,7 @@ from models.marketplace import (
 )
 from models.media import Device, Notification, OutboxMessage, Upload
 from models.moderation import Report
-from models.scheduling import Availability
+from models.scheduling import Availability, BookingTimer
 from models.sync import SyncDataset, SyncRecord
 from models.user import User
 
@@ -26,6 +26,7 @@ __all__ = [
     "Block",
     "Booking",
     "BookingEvent",
+    "BookingTimer",
     "DataExport",
     "DeletionRequest",
     "Device",

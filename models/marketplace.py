@@ -79,8 +79,15 @@ class Booking(TimestampMixin, Base):
         Index("ix_bookings_created_at", "created_at"),  # the analytics funnel
         CheckConstraint(
             "status IN ('requested', 'accepted', 'declined', 'in_progress', 'completed', "
-            "'cancelled')",
+            "'cancelled', 'expired')",
             name="status_known",
+        ),
+        # A pending reschedule proposal is all three columns or none.
+        CheckConstraint(
+            "(reschedule_by IS NULL AND reschedule_starts_at IS NULL AND reschedule_ends_at "
+            "IS NULL) OR (reschedule_by IN ('consumer', 'provider') AND reschedule_starts_at "
+            "IS NOT NULL AND reschedule_ends_at > reschedule_starts_at)",
+            name="reschedule_whole",
         ),
         CheckConstraint("ends_at > scheduled_at", name="ends_after_start"),
         CheckConstraint("blocked_until >= ends_at", name="blocked_through_end"),
@@ -120,10 +127,18 @@ class Booking(TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(16))
     # Highest message seq so far: messages get seq = this + 1 under the booking's row lock.
     last_message_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The pending reschedule proposal, if any (at most one): which party proposed it (a
+    # role, not a user: it outlives a purge) and the time proposed.
+    reschedule_by: Mapped[str | None] = mapped_column(String(16))
+    reschedule_starts_at: Mapped[datetime | None]
+    reschedule_ends_at: Mapped[datetime | None]
 
 
 class BookingEvent(Base):
-    """One state change of a booking: who, when, from what to what, and why."""
+    """One entry of a booking's history: a state change (kind `transition`: who, when, from
+    what to what, and why) or a move to another time (kind `rescheduled`: from_status ==
+    to_status, and the time before and after). A timer's change has actor_role `system` and
+    no actor_id."""
 
     __tablename__ = "booking_events"
     __table_args__ = (
@@ -139,6 +154,14 @@ class BookingEvent(Base):
     actor_role: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(
+        String(16), default="transition", server_default=text("'transition'")
+    )
+    # Set on `rescheduled` entries only: the booking's time before and after the move.
+    from_starts_at: Mapped[datetime | None]
+    from_ends_at: Mapped[datetime | None]
+    to_starts_at: Mapped[datetime | None]
+    to_ends_at: Mapped[datetime | None]
 
 
 class Message(Base):

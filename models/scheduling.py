@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -41,3 +41,25 @@ class Availability(Base):
     max_days_ahead: Mapped[int]
     default_duration_minutes: Mapped[int]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BookingTimer(Base):
+    """A timed transition waiting to fire (services/marketplace/timers.py): written in the
+    transaction that set it, deleted by the one that fires it or makes it moot. Only pending
+    timers are rows, so "what is due" is one range scan of ix_booking_timers_due_at."""
+
+    __tablename__ = "booking_timers"
+    __table_args__ = (
+        # One timer of each kind per booking; also the index that cancels a booking's timers.
+        UniqueConstraint("booking_id", "kind"),
+        Index("ix_booking_timers_due_at", "due_at"),
+        CheckConstraint("kind IN ('expire', 'auto_complete', 'remind')", name="kind_known"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    booking_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime]
+    # How many times firing it failed (an unexpected error): each failure postpones it.
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +31,12 @@ from services.base.replicas import (
     replica_name,
 )
 from services.base.settings import Settings, SettingsError
+from services.marketplace import timers
+from services.marketplace.process import TimerPolicy
 from services.messaging import outbox
 from services.uploads import DEFAULT_LIMITS, UploadLimit
+
+log = logging.getLogger(__name__)
 
 # A web worker's data-export thread also looks every this often, in case a builder
 # elsewhere crashed and its lease ran out.
@@ -97,7 +102,10 @@ def build_components(
     relay = None
     if settings.outbox_relay_in_web:
         relay = outbox.OutboxRelay(
-            sessions, push, max_backoff_seconds=settings.outbox_max_backoff_seconds
+            sessions,
+            push,
+            max_backoff_seconds=settings.outbox_max_backoff_seconds,
+            drainer=timers_then_drain(TimerPolicy.of(settings)),
         )
         wake_relay_after_commit(sessions, relay)
     store = store or S3Store(
@@ -163,6 +171,20 @@ def read_router(
     # mark is needed only that long (with a margin for the check interval).
     ttl = int(settings.db_replica_max_lag_seconds + 2 * settings.db_replica_check_seconds) + 5
     return ReadRouter(positions, replicas, marks, mark_ttl_seconds=ttl)
+
+
+def timers_then_drain(policy: TimerPolicy) -> Callable[..., outbox.DrainStats]:
+    """The web relay's pass: due booking timers first (a reminder's push then goes out in
+    the same pass), then the outbox. A failure of the timers does not hold the pushes."""
+
+    def run(sessions: sessionmaker[Session], push: PushGateway, **kwargs: Any) -> outbox.DrainStats:
+        try:
+            timers.run_due(sessions, policy)
+        except Exception:
+            log.exception("booking timers pass failed")
+        return outbox.drain_all(sessions, push, **kwargs)
+
+    return run
 
 
 def wake_relay_after_commit(sessions: sessionmaker[Session], relay: outbox.OutboxRelay) -> None:

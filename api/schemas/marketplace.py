@@ -18,7 +18,7 @@ Category = Annotated[
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), Field(examples=["EUR"])]
 BookingStatus = Literal[
-    "requested", "accepted", "declined", "in_progress", "completed", "cancelled"
+    "requested", "accepted", "declined", "in_progress", "completed", "cancelled", "expired"
 ]
 
 
@@ -132,8 +132,12 @@ class CancelRequest(StrictModel):
 class BookingEvent(BaseModel):
     from_status: BookingStatus | None
     to_status: BookingStatus
-    actor_id: uuid.UUID | None = Field(description="null once the actor deleted their account")
-    actor_role: Literal["consumer", "provider", "admin"]
+    actor_id: uuid.UUID | None = Field(
+        description="null once the actor deleted their account, and for `system`"
+    )
+    actor_role: Literal["consumer", "provider", "admin", "system"] = Field(
+        description="`system`: a timer (expiry, auto-complete)"
+    )
     reason: str | None
     at: datetime
 

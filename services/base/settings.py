@@ -132,6 +132,14 @@ class Settings(BaseModel):
     )
     # Bookable slots start every this many minutes from the start of each available interval.
     slot_step_minutes: int = Field(30, ge=5, le=240, alias="SLOT_STEP_MINUTES")
+    # The booking timers (services/marketplace/timers.py), applied when a timer is set: a
+    # request unanswered this long (or at its start, if sooner) expires; a booking in
+    # progress completes itself this long after its end; both parties are reminded this
+    # long before the start of an accepted booking; reviews close this long after completion.
+    booking_request_ttl_hours: int = Field(24, ge=1, le=24 * 30, alias="BOOKING_REQUEST_TTL_HOURS")
+    auto_complete_after_hours: int = Field(12, ge=0, le=24 * 30, alias="AUTO_COMPLETE_AFTER_HOURS")
+    reminder_minutes_before: int = Field(60, ge=1, le=7 * 24 * 60, alias="REMINDER_MINUTES_BEFORE")
+    review_window_days: int = Field(14, ge=1, le=365, alias="REVIEW_WINDOW_DAYS")
     # Personal data exports (POST /v1/me/exports): how many a user may ask for in any 24 h;
     # how many times a build is tried before the export is `failed`; how long a builder
     # holds an export it claimed before another may take it over (longer than any build).

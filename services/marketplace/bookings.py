@@ -1,12 +1,11 @@
-"""Bookings: the state machine, who may move it, and the record of every move.
-
-    requested -> accepted | declined | cancelled
-    accepted  -> in_progress | cancelled
-    in_progress -> completed
+"""Bookings: the state machine (services/marketplace/process.py), who may move it, and the
+record of every move.
 
 Checks run in one order everywhere: can the caller see the booking (404), may they take
 this action (403), does the state allow it (409). A transition locks the booking row, so
-two concurrent transitions on one booking cannot both succeed.
+two concurrent transitions on one booking cannot both succeed. Every change of a booking's
+state or time resets its timers in the same transaction (set_timers): a timer made moot
+is deleted, the ones the new state calls for are written.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    delete,
     func,
     select,
     tuple_,
@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import Booking, BookingEvent, ProviderProfile, User
+from models import Booking, BookingEvent, BookingTimer, ProviderProfile, User
 from models.base import utcnow
 from services.accounts.blocks import either_blocked
 from services.accounts.users import (
@@ -51,54 +51,70 @@ from services.base.errors import (
 )
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.marketplace.availability import DEFAULT_DURATION_MINUTES, load_rules
+from services.marketplace.process import (
+    RESCHEDULABLE,
+    STATUSES,
+    TIMERS,
+    TRANSITIONS,
+    Action,
+    Party,
+    TimerKind,
+    TimerPolicy,
+    Transition,
+)
 from services.marketplace.providers import require_active_provider
 from services.marketplace.slots import DEFAULT_STEP_MINUTES, busy_times, free_slots
-from services.messaging.notifications import booking_changed
+from services.messaging.notifications import booking_changed, notify
+from services.messaging.outbox import deep_link
 
-Party = Literal["consumer", "provider", "admin"]
-Action = Literal["accept", "decline", "start", "complete", "cancel"]
-STATUSES = ("requested", "accepted", "declined", "in_progress", "completed", "cancelled")
+__all__ = ["STATUSES", "TRANSITIONS", "Action", "Party", "Transition"]
+
 MAX_AHEAD = timedelta(days=366)
+DEFAULT_POLICY = TimerPolicy()
+SYSTEM = "system"  # actor_role of what a timer did (actor_id null)
 
 
-@dataclass(frozen=True)
-class Transition:
-    sources: frozenset[str]
-    target: str
-    parties: frozenset[Party]
-
-
-TRANSITIONS: dict[Action, Transition] = {
-    "accept": Transition(frozenset({"requested"}), "accepted", frozenset({"provider"})),
-    "decline": Transition(frozenset({"requested"}), "declined", frozenset({"provider"})),
-    "start": Transition(frozenset({"accepted"}), "in_progress", frozenset({"provider"})),
-    "complete": Transition(frozenset({"in_progress"}), "completed", frozenset({"provider"})),
-    # Admins may cancel too: operators need it to settle disputes.
-    "cancel": Transition(
-        frozenset({"requested", "accepted"}),
-        "cancelled",
-        frozenset({"consumer", "provider", "admin"}),
-    ),
-}
-
-
-NOTICES: dict[Action, str] = {
+# What the other party (both, for a timer) is told: by action, or by timer.
+NOTICES: dict[str, str] = {
     "accept": "Your booking was accepted",
     "decline": "Your booking request was declined",
     "start": "Your booking has started",
     "complete": "Your booking is complete: how did it go?",
     "cancel": "The booking was cancelled",
+    "expire": "The booking request expired without an answer",
+    "auto_complete": "Your booking is complete: how did it go?",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class MoveView:
+    """A `rescheduled` history entry's times: before and after."""
+
+    from_starts_at: datetime
+    from_ends_at: datetime
+    to_starts_at: datetime
+    to_ends_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class EventView:
     from_status: str | None
     to_status: str
-    actor_id: uuid.UUID | None  # None once the actor's account is purged
+    actor_id: uuid.UUID | None  # None once the actor's account is purged, and for `system`
     actor_role: str
     reason: str | None
     at: datetime
+    kind: str = "transition"  # or "rescheduled"
+    move: MoveView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RescheduleView:
+    """A pending proposal to move a booking: by which party, to when."""
+
+    proposed_by: str
+    starts_at: datetime
+    ends_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +133,7 @@ class BookingView:
     status: str
     created_at: datetime
     updated_at: datetime
+    reschedule: RescheduleView | None = None
     history: list[EventView] | None = None
     # Who the parties are, for a booking's screen; None in lists (like history).
     consumer: PartyView | None = None
@@ -176,10 +193,12 @@ def create_booking(
     consumer: UserView,
     data: NewBooking,
     step_minutes: int = DEFAULT_STEP_MINUTES,
+    policy: TimerPolicy = DEFAULT_POLICY,
 ) -> BookingView:
     """A consumer asks a provider for a service at a time and place; 403 (Blocked) if
     either of the two blocked the other; 409 (SlotUnavailable) if the provider set
-    availability and the time is not one of their free slots (`step_minutes` their grid)."""
+    availability and the time is not one of their free slots (`step_minutes` their grid).
+    The request expires by `policy` unless answered."""
     # Both users' rows held first, so a deletion of either being scheduled meanwhile either
     # shows here or cancels this booking (users.scheduled_for_deletion). A provider whose
     # deletion is scheduled has an inactive profile: unknown below, like any other.
@@ -197,13 +216,17 @@ def create_booking(
             FieldError("category", "this provider does not offer it", "category_not_offered")
         )
     now = utcnow()
-    if data.scheduled_at <= now:
-        problems.append(FieldError("scheduled_at", "must be in the future", "not_future"))
-    elif data.scheduled_at > now + MAX_AHEAD:
-        problems.append(FieldError("scheduled_at", "must be within a year", "too_far_ahead"))
+    problems += start_problems("scheduled_at", data.scheduled_at, now)
     if problems:
         raise ValidationFailed("The booking cannot be made as asked.", problems)
-    ends_at, blocked_until = _booked_time(session, data, step_minutes, now)
+    ends_at, blocked_until = booked_time(
+        session,
+        data.provider_id,
+        data.scheduled_at,
+        data.duration_minutes,
+        step_minutes=step_minutes,
+        now=now,
+    )
     booking = Booking(
         id=uuid.uuid4(),
         consumer_id=consumer.id,
@@ -224,6 +247,7 @@ def create_booking(
     event = _event(booking, None, "requested", consumer.id, "consumer", None, now)
     session.add_all([booking, event])
     session.flush()
+    set_timers(session, booking, policy, now)
     booking_changed(
         session,
         booking,
@@ -247,6 +271,7 @@ def transition(
     action: Action,
     actor: UserView,
     reason: str | None = None,
+    policy: TimerPolicy = DEFAULT_POLICY,
 ) -> BookingView:
     """Apply `action`: 404 if hidden from the actor, 403 if not theirs, 409 if not now."""
     rule = TRANSITIONS[action]
@@ -263,10 +288,7 @@ def transition(
         )
     now = utcnow()
     event = _event(booking, booking.status, rule.target, actor.id, party, reason, now)
-    booking.status = rule.target
-    booking.updated_at = now
-    if rule.target == "accepted":
-        claim_time(session, booking)
+    _move_to(session, booking, rule.target, policy, now)
     session.add(event)
     text = NOTICES[action] + (f": {reason}" if reason else "")
     booking_changed(session, booking, actor_id=actor.id, text=text)
@@ -274,28 +296,133 @@ def transition(
     return _detail(session, booking, _history(session, booking_id))
 
 
-def _booked_time(
-    session: Session, data: NewBooking, step_minutes: int, now: datetime
+def _move_to(
+    session: Session, booking: Booking, target: str, policy: TimerPolicy, now: datetime
+) -> None:
+    """Set the booking's state: its time claimed when it becomes accepted, a pending
+    reschedule dropped when it can no longer be moved, its timers reset."""
+    booking.status = target
+    booking.updated_at = now
+    if target == "accepted":
+        claim_time(session, booking)
+    if target not in RESCHEDULABLE:
+        clear_reschedule(booking)
+    set_timers(session, booking, policy, now)
+
+
+def clear_reschedule(booking: Booking) -> None:
+    booking.reschedule_by = None
+    booking.reschedule_starts_at = None
+    booking.reschedule_ends_at = None
+
+
+def start_problems(field: str, starts_at: datetime, now: datetime) -> list[FieldError]:
+    """What is wrong with `starts_at` as a booking's start, whoever the provider is."""
+    if starts_at <= now:
+        return [FieldError(field, "must be in the future", "not_future")]
+    if starts_at > now + MAX_AHEAD:
+        return [FieldError(field, "must be within a year", "too_far_ahead")]
+    return []
+
+
+def booked_time(
+    session: Session,
+    provider_id: uuid.UUID,
+    starts_at: datetime,
+    duration_minutes: int | None,
+    *,
+    step_minutes: int,
+    now: datetime,
+    moving: uuid.UUID | None = None,
 ) -> tuple[datetime, datetime]:
-    """(ends_at, blocked_until) of a new booking; 409 if the provider set availability and
-    this is not a free slot of theirs."""
-    rules = load_rules(session, data.provider_id)
+    """(ends_at, blocked_until) of a booking of the provider at `starts_at` (the duration's
+    default: the provider's, else 60 minutes); 409 if the provider set availability and
+    this is not a free slot of theirs (`moving`: the booking being moved, whose own time
+    does not count as busy)."""
+    rules = load_rules(session, provider_id)
     default = rules.default_duration_minutes if rules else DEFAULT_DURATION_MINUTES
-    duration = timedelta(minutes=data.duration_minutes or default)
-    ends_at = data.scheduled_at + duration
+    duration = timedelta(minutes=duration_minutes or default)
+    ends_at = starts_at + duration
     if rules is None:
         return ends_at, ends_at
     buffer = timedelta(minutes=rules.buffer_minutes)
-    start = data.scheduled_at
-    busy = busy_times(session, data.provider_id, start, ends_at + buffer)
+    busy = busy_times(session, provider_id, starts_at, ends_at + buffer, but=moving)
     step = timedelta(minutes=step_minutes)
     # Offered slots starting in [start, start + 1 µs): this one, if it is free.
-    if not free_slots(rules, busy, start, start + timedelta(microseconds=1), duration, step, now):
+    window_end = starts_at + timedelta(microseconds=1)
+    if not free_slots(rules, busy, starts_at, window_end, duration, step, now):
         raise SlotUnavailable(
             "The provider is not available then: pick a time from "
-            f"GET /v1/providers/{data.provider_id}/slots."
+            f"GET /v1/providers/{provider_id}/slots."
         )
     return ends_at, ends_at + buffer
+
+
+def set_timers(session: Session, booking: Booking, policy: TimerPolicy, now: datetime) -> None:
+    """The booking's timers as its state and time call for, in the caller's transaction:
+    every other one deleted (made moot), each one its state has (re)written with its due
+    time. A reminder is not set once the start has passed."""
+    session.execute(delete(BookingTimer).where(BookingTimer.booking_id == booking.id))
+    for kind, rule in TIMERS.items():
+        if rule.state != booking.status:
+            continue
+        if kind == "remind" and booking.scheduled_at <= now:
+            continue
+        due = policy.due(
+            kind, created_at=booking.created_at, starts=booking.scheduled_at, ends=booking.ends_at
+        )
+        session.add(
+            BookingTimer(
+                id=uuid.uuid4(),
+                booking_id=booking.id,
+                kind=kind,
+                due_at=max(due, now) if kind == "remind" else due,
+                attempts=0,
+                created_at=now,
+            )
+        )
+
+
+def fire_timer(
+    session: Session, booking: Booking, kind: TimerKind, policy: TimerPolicy, now: datetime
+) -> bool:
+    """A due timer acts on its booking (locked by the caller): False, and nothing done, when
+    the booking has moved on (the timer is moot; the caller deletes it either way)."""
+    rule = TIMERS[kind]
+    if booking.status != rule.state:
+        return False
+    if rule.target is None:  # the reminder
+        if booking.scheduled_at <= now:
+            return False
+        _remind(session, booking)
+        return True
+    event = _event(booking, booking.status, rule.target, None, SYSTEM, None, now)
+    session.add(event)
+    _move_to(session, booking, rule.target, policy, now)
+    booking_changed(session, booking, actor_id=None, text=NOTICES[kind])
+    return True
+
+
+def _remind(session: Session, booking: Booking) -> None:
+    """Both parties (those whose account still exists) are reminded of the booking."""
+    data = {
+        "booking_id": str(booking.id),
+        "status": booking.status,
+        "deep_link": deep_link("bookings", booking.id),
+        "starts_at": booking.scheduled_at.isoformat(),
+    }
+    when = f"{booking.scheduled_at:%Y-%m-%d %H:%M} UTC"
+    text = f"Reminder: your {booking.category} booking starts at {when}"
+    for recipient in (booking.consumer_id, booking.provider_id):
+        if recipient is not None:
+            notify(
+                session,
+                user_id=recipient,
+                kind="booking.reminder",
+                title="Booking reminder",
+                body=text,
+                data=data,
+            )
 
 
 # pg_advisory_xact_lock(_TIME_LOCK, provider): accepts of one provider's bookings queue up.
@@ -363,13 +490,13 @@ def list_bookings(
     params: dict[str, Any] = {"viewer": viewer.id, "status": status, "n": limit + 1}
     if after is not None:
         params["after_at"], params["after_id"] = after
-    rows = [BookingView(*row) for row in session.execute(query, params)]
+    rows = [_row_view(*row) for row in session.execute(query, params)]
     return page_of(rows, limit, scope, lambda v: [v.created_at.isoformat(), str(v.id)])
 
 
 _BOOKINGS = Booking.__table__
-# BookingView's fields in order (history aside): a list row becomes BookingView(*row)
-# without hydrating an ORM object it never needs.
+# _row_view's arguments in order: a list row becomes a BookingView without hydrating an ORM
+# object it never needs.
 _VIEW_COLUMNS = [
     _BOOKINGS.c[name]
     for name in (
@@ -386,8 +513,24 @@ _VIEW_COLUMNS = [
         "status",
         "created_at",
         "updated_at",
+        "reschedule_by",
+        "reschedule_starts_at",
+        "reschedule_ends_at",
     )
 ]
+
+
+def _row_view(*row: Any) -> BookingView:
+    *fields, by, starts_at, ends_at = row
+    return BookingView(*fields, reschedule=_reschedule(by, starts_at, ends_at))
+
+
+def _reschedule(
+    by: str | None, starts_at: datetime | None, ends_at: datetime | None
+) -> RescheduleView | None:
+    if by is None or starts_at is None or ends_at is None:
+        return None
+    return RescheduleView(by, starts_at, ends_at)
 
 
 @cache
@@ -436,7 +579,7 @@ def _event(
     booking: Booking,
     source: str | None,
     target: str,
-    actor_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
     role: str,
     reason: str | None,
     at: datetime,
@@ -463,7 +606,20 @@ def _history(session: Session, booking_id: uuid.UUID) -> list[EventView]:
 
 
 def _event_view(e: BookingEvent) -> EventView:
-    return EventView(e.from_status, e.to_status, e.actor_id, e.actor_role, e.reason, e.created_at)
+    move = None
+    if e.kind == "rescheduled":
+        assert e.from_starts_at and e.from_ends_at and e.to_starts_at and e.to_ends_at
+        move = MoveView(e.from_starts_at, e.from_ends_at, e.to_starts_at, e.to_ends_at)
+    return EventView(
+        e.from_status,
+        e.to_status,
+        e.actor_id,
+        e.actor_role,
+        e.reason,
+        e.created_at,
+        e.kind,
+        move,
+    )
 
 
 def _detail(session: Session, b: Booking, history: list[EventView]) -> BookingView:
@@ -510,5 +666,6 @@ def _view(b: Booking, history: list[EventView] | None = None) -> BookingView:
         status=b.status,
         created_at=b.created_at,
         updated_at=b.updated_at,
+        reschedule=_reschedule(b.reschedule_by, b.reschedule_starts_at, b.reschedule_ends_at),
         history=history,
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from models import ProviderProfile, Review
+from models import BookingEvent, ProviderProfile, Review
 from models.base import utcnow
 from services.accounts.users import UserView, deletion_scheduled_refusal
 from services.base.content_filter import ContentFilter, flag
@@ -39,9 +39,11 @@ def post_review(
     rating: int,
     comment: str,
     content: ContentFilter,
+    window: timedelta = timedelta(days=14),
 ) -> ReviewView:
-    """404 if hidden, 403 unless the booking's consumer, 409 unless completed or if reviewed.
-    A comment that hits the content filter is kept and opens a system report of the review."""
+    """404 if hidden, 403 unless the booking's consumer, 409 unless completed, if reviewed,
+    or once `window` (REVIEW_WINDOW_DAYS) has passed since completion. A comment that hits
+    the content filter is kept and opens a system report of the review."""
     booking = lock_booking(session, booking_id, author)
     if party_of(booking, author) != "consumer":
         raise Forbidden("Only the booking's consumer may review it.")
@@ -51,13 +53,20 @@ def post_review(
         raise Conflict(f"This booking is {booking.status}; reviews open once it is completed.")
     if session.get(Review, booking_id) is not None:
         raise Conflict("This booking already has a review.")
+    now = utcnow()
+    completed_at = _completed_at(session, booking_id)
+    if completed_at is not None and now > completed_at + window:
+        raise Conflict(
+            f"Reviews close {window.days} days after completion; this booking was completed "
+            f"on {completed_at:%Y-%m-%d}."
+        )
     review = Review(
         booking_id=booking_id,
         consumer_id=booking.consumer_id,
         provider_id=booking.provider_id,
         rating=rating,
         comment=comment,
-        created_at=utcnow(),
+        created_at=now,
     )
     session.add(review)
     flag(session, content, target_type="review", target_id=booking_id, texts=(comment,))
@@ -78,4 +87,13 @@ def post_review(
         review.rating,
         review.comment,
         review.created_at,
+    )
+
+
+def _completed_at(session: Session, booking_id: uuid.UUID) -> datetime | None:
+    """When the booking was completed (by its provider or by the timer), from its history."""
+    return session.scalar(
+        select(func.max(BookingEvent.created_at)).where(
+            BookingEvent.booking_id == booking_id, BookingEvent.to_status == "completed"
+        )
     )

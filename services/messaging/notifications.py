@@ -84,14 +84,17 @@ def notify(
     return note
 
 
-def booking_changed(session: Session, booking: Booking, *, actor_id: uuid.UUID, text: str) -> None:
-    """Tell the booking's other party (both, if an admin acted) what just happened."""
+def booking_changed(
+    session: Session, booking: Booking, *, actor_id: uuid.UUID | None, text: str
+) -> None:
+    """Tell the booking's other party (both, if an admin or a timer acted: actor_id None)
+    what just happened; a party whose account was purged is no one to tell."""
     data = {
         "booking_id": str(booking.id),
         "status": booking.status,
         "deep_link": outbox.deep_link("bookings", booking.id),
     }
-    for recipient in {booking.consumer_id, booking.provider_id} - {actor_id}:
+    for recipient in {booking.consumer_id, booking.provider_id} - {actor_id, None}:
         notify(
             session,
             user_id=recipient,

@@ -29,6 +29,7 @@ TASKS = (
     "export-data",
     "purge-deletion-requests",
     "accounts-purge",
+    "timers",
 )
 SQSD = {"User-Agent": "aws-sqsd/3.0.4", "X-Aws-Sqsd-Taskname": "nightly"}
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
@@ -96,7 +97,11 @@ def test_export_task_exports_and_answers_with_the_run(
     response = task(client, "export")
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
-    assert body["rows"] == 5 and body["files"] == 1 and body["tables"] == {"events": 5, "deleted_users": 0}
+    assert (
+        body["rows"] == 5
+        and body["files"] == 1
+        and body["tables"] == {"events": 5, "deleted_users": 0}
+    )
     assert body["complete"] is True
     parts = [k for k in sink.objects if k.endswith(".jsonl.gz")]
     assert len(jsonl_rows(sink.objects[parts[0]])) == 5
