@@ -16,16 +16,17 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Base, Event, ProviderProfile, SyncDataset, SyncRecord, Upload, User
+from models import Event, ProviderProfile, SyncDataset, SyncRecord, Upload, User
 from models.base import utcnow
 from services.accounts import purge
 from services.aws.s3 import StoredObject
 from tests.conftest import BuildComponents, make_app, make_settings
 from tests.support.actors import Actor
 from tests.support.bookings import booking_in, ensure_profile
+from tests.support.database import strings_in_database
 from tests.support.fakes import FakeGroups, FakePush, FakeStore
 
 SECRET_NAME = "Quentin Purgeable"
@@ -128,19 +129,6 @@ def world(actors, session, store, push, groups):  # type: ignore[no-untyped-def]
     return consumer, provider, booking
 
 
-def _strings_in_database(engine: Engine, tombstone: str) -> str:
-    """Every value of every row of every table but the tombstone, as one string to search."""
-    found: list[str] = []
-    with engine.connect() as connection:
-        for table in Base.metadata.sorted_tables:
-            rows = select(table)
-            if table.name == "users":
-                rows = rows.where(table.c.id != uuid.UUID(tombstone))
-            for row in connection.execute(rows):
-                found.extend(repr(value) for value in row)
-    return "\n".join(found)
-
-
 def test_the_purge_leaves_nothing_of_the_user_and_the_counterparty_keeps_the_booking(  # type: ignore[no-untyped-def]
     world, sessions, session, engine, store, push, groups
 ) -> None:
@@ -157,7 +145,7 @@ def test_the_purge_leaves_nothing_of_the_user_and_the_counterparty_keeps_the_boo
     assert f"users/{provider.id}/avatar/kept" in store.objects
     assert push.endpoints == {}
     # The database: no trace of the consumer's data anywhere.
-    everything = _strings_in_database(engine, tombstone=consumer.id)
+    everything = strings_in_database(engine, tombstone=uuid.UUID(consumer.id))
     for secret in (
         SECRET_NAME,
         SECRET_PHONE,

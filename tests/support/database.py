@@ -10,9 +10,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import URL, make_url
 
+from models import Base
 from services.base.settings import TEST_DATABASE_URL, normalize_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,3 +72,17 @@ def migrate_to_head(url: str) -> None:
             command.upgrade(config, "head")
     finally:
         engine.dispose()
+
+
+def strings_in_database(engine: Engine, *, tombstone: uuid.UUID) -> str:
+    """Every value of every row of every table but the tombstone's users row, as one string
+    to search for what a purge must have removed."""
+    found: list[str] = []
+    with engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            rows = select(table)
+            if table.name == "users":
+                rows = rows.where(table.c.id != tombstone)
+            for row in connection.execute(rows):
+                found.extend(repr(value) for value in row)
+    return "\n".join(found)
