@@ -364,7 +364,10 @@ def expected_web(dr: bool) -> dict[str, set[str]]:
         "s3:PutObject": users,
         "s3:GetObject": users,
         "s3:DeleteObject": users,
+        "s3:AbortMultipartUpload": users,
+        "s3:DeleteObjectVersion": users,
         "s3:ListBucket": set(buckets),
+        "s3:ListBucketVersions": set(buckets),
         "kms:Encrypt": set(keys),
         "kms:Decrypt": set(keys),
         "kms:GenerateDataKey": set(keys),
@@ -378,6 +381,8 @@ def expected_web(dr: bool) -> dict[str, set[str]]:
         "cognito-idp:AdminRemoveUserFromGroup": {POOL_ARN},
         "cognito-idp:AdminDisableUser": {POOL_ARN},
         "cognito-idp:AdminEnableUser": {POOL_ARN},
+        "cognito-idp:AdminDeleteUser": {POOL_ARN},
+        "cognito-idp:ListUsers": {POOL_ARN},
         "secretsmanager:GetSecretValue": secrets,
         "logs:CreateLogStream": logs,
         "logs:PutLogEvents": logs,
@@ -404,8 +409,16 @@ def expected_worker(dr: bool) -> dict[str, set[str]]:
     dynamodb += ["Scan", "UpdateItem"]
     return {
         "s3:DeleteObject": web["s3:DeleteObject"] | exports,
-        "s3:PutObject": exports,
-        "s3:AbortMultipartUpload": exports,
+        "s3:PutObject": web["s3:PutObject"] | exports,
+        "s3:AbortMultipartUpload": web["s3:AbortMultipartUpload"] | exports,
+        "s3:GetObject": web["s3:GetObject"],
+        "s3:DeleteObjectVersion": web["s3:DeleteObjectVersion"],
+        "s3:ListBucket": web["s3:ListBucket"],
+        "s3:ListBucketVersions": web["s3:ListBucketVersions"],
+        "cognito-idp:AdminGetUser": {POOL_ARN},
+        "cognito-idp:AdminDeleteUser": {POOL_ARN},
+        "cognito-idp:ListUsers": {POOL_ARN},
+        "sns:DeleteEndpoint": web["sns:DeleteEndpoint"],
         "kms:Encrypt": web["kms:Encrypt"],
         "kms:Decrypt": web["kms:Decrypt"],
         "kms:GenerateDataKey": web["kms:GenerateDataKey"],
@@ -440,14 +453,16 @@ def test_a_worker_queue_given_by_arn_is_the_only_queue() -> None:
     assert grants(item, "WorkerInstanceRole")["sqs:ReceiveMessage"] == {queue}
 
 
-def test_uploads_listing_is_held_to_the_users_prefix() -> None:
+@pytest.mark.parametrize("role", ["WebInstanceRole", "WorkerInstanceRole"])
+def test_uploads_listing_is_held_to_the_users_prefix(role: str) -> None:
     for scenario in SCENARIOS:
-        role = stack("iam.yml", scenario).properties("WebInstanceRole")
+        properties = stack("iam.yml", scenario).properties(role)
         (statement,) = [
             s
-            for s in role["Policies"][0]["PolicyDocument"]["Statement"]
-            if s["Action"] == "s3:ListBucket"
+            for s in properties["Policies"][0]["PolicyDocument"]["Statement"]
+            if "s3:ListBucket" in as_list(s["Action"])
         ]
+        assert set(as_list(statement["Action"])) == {"s3:ListBucket", "s3:ListBucketVersions"}
         assert statement["Condition"] == {"StringLikeIfExists": {"s3:prefix": ["users/*"]}}
 
 
