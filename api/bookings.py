@@ -20,18 +20,21 @@ from api.schemas.marketplace import (
     BookingEvent,
     BookingListQuery,
     BookingLocationOut,
+    BookingMove,
     BookingPage,
     BookingParty,
+    BookingReschedule,
     CancelRequest,
     Message,
     MessageCreate,
     MessagePage,
     MessageQuery,
     Reason,
+    RescheduleRequest,
     Review,
     ReviewCreate,
 )
-from services.marketplace import bookings, messages, reviews
+from services.marketplace import bookings, messages, reschedule, reviews
 from services.marketplace.process import TimerPolicy
 
 bp = Blueprint("bookings", __name__, url_prefix="/v1/bookings")
@@ -49,6 +52,8 @@ def _booking(view: bookings.BookingView) -> Booking:
                 actor_role=e.actor_role,  # type: ignore[arg-type]
                 reason=e.reason,
                 at=e.at,
+                kind=e.kind,  # type: ignore[arg-type]
+                move=_move(e.move),
             )
             for e in view.history
         ]
@@ -65,10 +70,21 @@ def _booking(view: bookings.BookingView) -> Booking:
         status=view.status,  # type: ignore[arg-type]
         created_at=view.created_at,
         updated_at=view.updated_at,
+        reschedule=_reschedule(view.reschedule),
         history=history,
         consumer=_party(view.consumer),
         provider=_party(view.provider),
     )
+
+
+def _move(move: bookings.MoveView | None) -> BookingMove | None:
+    return None if move is None else BookingMove.model_validate(move, from_attributes=True)
+
+
+def _reschedule(proposal: bookings.RescheduleView | None) -> BookingReschedule | None:
+    if proposal is None:
+        return None
+    return BookingReschedule.model_validate(proposal, from_attributes=True)
 
 
 def _party(party: bookings.PartyView | None) -> BookingParty | None:
@@ -212,6 +228,76 @@ for _action, _summary in _PROVIDER_ACTIONS:
 def cancel_booking(booking_id: uuid.UUID, body: CancelRequest) -> Booking:
     """The consumer, the provider or an admin; a reason is required."""
     return _transition(booking_id, "cancel", body.reason)
+
+
+@bp.post("/<uuid:booking_id>/reschedule")
+@endpoint(
+    summary="Either party proposes another time for a requested or accepted booking",
+    tags=("bookings",),
+    writes=True,
+    body=RescheduleRequest,
+    response=Booking,
+    idempotent=True,
+    errors=(403, 409),
+)
+def propose_reschedule(booking_id: uuid.UUID, body: RescheduleRequest) -> Booking:
+    """The consumer or the provider (403 for admins); the booking's `reschedule` shows the
+    proposal and the other party is notified. 409 while another proposal is pending (at
+    most one: it must be answered first) or when the booking is in another state; 422 for
+    a start in the past or more than a year ahead; 409 `/problems/slot-unavailable` when
+    the provider set availability and the new time is not one of their free slots."""
+    view = reschedule.propose(
+        unit().session,
+        booking_id=booking_id,
+        actor=current_user(),
+        starts_at=body.starts_at,
+        duration_minutes=body.duration_minutes,
+        step_minutes=components().settings.slot_step_minutes,
+    )
+    return _booking(view)
+
+
+def _answer(booking_id: uuid.UUID, *, accept: bool) -> Booking:
+    view = reschedule.answer(
+        unit().session,
+        booking_id=booking_id,
+        actor=current_user(),
+        accept=accept,
+        step_minutes=components().settings.slot_step_minutes,
+        policy=_policy(),
+    )
+    return _booking(view)
+
+
+@bp.post("/<uuid:booking_id>/reschedule/accept")
+@endpoint(
+    summary="The other party accepts the proposed time: the booking moves",
+    tags=("bookings",),
+    writes=True,
+    response=Booking,
+    idempotent=True,
+    errors=(403, 409),
+)
+def accept_reschedule(booking_id: uuid.UUID) -> Booking:
+    """403 for the party who proposed it (and admins); 409 when none is pending, when the
+    time has passed, `/problems/slot-taken` when it overlaps another accepted booking of
+    the provider, `/problems/slot-unavailable` when it is no longer a free slot. The
+    history gets a `rescheduled` entry; the reminder and expiry follow the new start."""
+    return _answer(booking_id, accept=True)
+
+
+@bp.post("/<uuid:booking_id>/reschedule/decline")
+@endpoint(
+    summary="The other party declines the proposed time",
+    tags=("bookings",),
+    writes=True,
+    response=Booking,
+    idempotent=True,
+    errors=(403, 409),
+)
+def decline_reschedule(booking_id: uuid.UUID) -> Booking:
+    """403 for the party who proposed it (and admins); 409 when none is pending."""
+    return _answer(booking_id, accept=False)
 
 
 @bp.post("/<uuid:booking_id>/messages")

@@ -129,6 +129,31 @@ class CancelRequest(StrictModel):
     reason: Text(1000, min_length=1) = Field(examples=["Plans changed"])  # type: ignore[valid-type]
 
 
+class RescheduleRequest(StrictModel):
+    starts_at: AwareDatetime = Field(
+        description="the new start: in the future, with a time zone",
+        json_schema_extra=at(days=8, hour=10),
+    )
+    duration_minutes: int | None = Field(
+        None, ge=5, le=1440, description="default: the booking's present duration"
+    )
+
+
+class BookingReschedule(BaseModel):
+    """A pending proposal to move the booking; the other party accepts or declines it."""
+
+    proposed_by: Literal["consumer", "provider"]
+    starts_at: datetime
+    ends_at: datetime
+
+
+class BookingMove(BaseModel):
+    from_starts_at: datetime
+    from_ends_at: datetime
+    to_starts_at: datetime
+    to_ends_at: datetime
+
+
 class BookingEvent(BaseModel):
     from_status: BookingStatus | None
     to_status: BookingStatus
@@ -140,6 +165,12 @@ class BookingEvent(BaseModel):
     )
     reason: str | None
     at: datetime
+    kind: Literal["transition", "rescheduled"] = Field(
+        "transition",
+        description="`rescheduled`: the booking moved to another time (from_status equals "
+        "to_status; `move` has the times before and after)",
+    )
+    move: BookingMove | None = Field(None, description="set on `rescheduled` entries")
 
 
 class Booking(BaseModel):
@@ -159,7 +190,12 @@ class Booking(BaseModel):
     status: BookingStatus
     created_at: datetime
     updated_at: datetime
-    history: list[BookingEvent] | None = Field(description="every state change; null in lists")
+    reschedule: BookingReschedule | None = Field(
+        None, description="the pending proposal of another time, if any"
+    )
+    history: list[BookingEvent] | None = Field(
+        description="every state change and move; null in lists"
+    )
     consumer: BookingParty | None = Field(
         None, description="who the consumer is; null in lists (GET the booking)"
     )

@@ -257,6 +257,11 @@ def create_booking(
     return _detail(session, booking, [_event_view(event)])
 
 
+def detail_of(session: Session, booking: Booking) -> BookingView:
+    """The booking with its history and parties, as its routes answer."""
+    return _detail(session, booking, _history(session, booking.id))
+
+
 def get_booking(session: Session, *, booking_id: uuid.UUID, viewer: UserView) -> BookingView:
     booking = session.get(Booking, booking_id)
     if booking is None or party_of(booking, viewer) is None:

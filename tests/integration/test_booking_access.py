@@ -15,6 +15,7 @@ VALID_BODIES = {
     "cancel": {"reason": "Plans changed"},
     "messages": {"body": "Hello"},
     "review": {"rating": 5, "comment": "Great"},
+    "reschedule": {"starts_at": "2099-01-05T10:00:00Z"},
 }
 
 
@@ -31,7 +32,10 @@ def test_the_matrix_covers_every_booking_route(app: Flask) -> None:
     paths = {path for _, path in booking_routes(app)}
     suffixes = {p.rsplit("/", 1)[-1] for p in paths}
     assert {"accept", "decline", "start", "complete", "cancel", "messages", "review"} <= suffixes
-    assert len(booking_routes(app)) >= 9
+    assert {
+        f"/v1/bookings/<uuid:booking_id>/reschedule{s}" for s in ("", "/accept", "/decline")
+    } <= paths
+    assert len(booking_routes(app)) >= 12
 
 
 @pytest.mark.parametrize("state", ["requested", "completed"])
