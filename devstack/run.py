@@ -88,9 +88,11 @@ def take_lock(port: int, moto_port: int) -> IO[str]:
 
 
 def port_in_use(port: int) -> bool:
-    # No SO_REUSEADDR/SO_REUSEPORT: binding fails while anything listens there, even a
-    # gunicorn with reuse_port (which a second gunicorn would otherwise silently join).
+    # SO_REUSEADDR so that connections of an instance just stopped (TIME_WAIT) do not count:
+    # on Linux the bind still fails while anything listens there. No SO_REUSEPORT: with it,
+    # the bind would succeed beside a gunicorn with reuse_port (and a second one join it).
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

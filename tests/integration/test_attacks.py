@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -156,6 +156,7 @@ ROUTE_RULES = {
     "/v1/blocks/<uuid:user_id>": 404,
 }
 STRANGER_BODIES = {
+    "reschedule": {"starts_at": "2030-01-07T10:00:00Z"},
     "cancel": {"reason": "Plans changed"},
     "decline": {"reason": "Busy"},
     "messages": {"body": "Hello"},
@@ -332,6 +333,15 @@ BODY_CASES = {
         "POST",
         lambda i: f"/v1/bookings/{i['requested']}/cancel",
         lambda w: {"reason": "Plans changed"},
+    ),
+    "reschedule": BodyCase(
+        "consumer",
+        "POST",
+        lambda i: f"/v1/bookings/{i['accepted']}/reschedule",
+        lambda w: {
+            "starts_at": (datetime.now(UTC) + timedelta(days=5)).isoformat(),
+            "duration_minutes": 60,
+        },
     ),
     "message": BodyCase(
         "consumer",
