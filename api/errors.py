@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import math
-import time
 from typing import Any
 
 import orjson
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
@@ -41,6 +39,7 @@ from services.base.errors import (
     ValidationFailed,
 )
 from services.base.idempotency import KeyInProgress, KeyReused
+from services.realtime.feed import ChangesExpired
 from services.sync import SyncConflict
 
 log = logging.getLogger("trellis.errors")
@@ -54,6 +53,7 @@ _TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
     KeyInProgress: (409, "/problems/idempotency-key-in-use", "Request still in progress"),
     KeyReused: (422, "/problems/idempotency-key-reused", "Idempotency-Key reused"),
     SyncConflict: (409, "/problems/sync-conflict", "Records changed on the server"),
+    ChangesExpired: (410, "/problems/changes-expired", "Changes expired"),
     NotFound: (404, "/problems/not-found", "Not found"),
     Blocked: (403, "/problems/blocked", "Blocked"),
     AccountSuspended: (403, "/problems/account-suspended", "Account suspended"),
@@ -154,9 +154,9 @@ def _http_error(exc: HTTPException) -> Response:
     headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type",)}
     custom = exc.description != type(exc).description
     detail = exc.description if custom else _HTTP_DETAILS.get(status, exc.description)
-    if status == 429:  # Flask-Limiter's RateLimitExceeded
+    if status == 429:  # the rate limiter's refusal (api/limits.py), with its Retry-After
         _, type_, title = _TYPES[RateLimited]
-        headers["Retry-After"] = str(_seconds_until_reset())
+        headers.setdefault("Retry-After", "60")
         return problem(status, _HTTP_DETAILS[429], type_=type_, title=title, headers=headers)
     return problem(status, detail or "", headers=headers)
 
@@ -178,15 +178,6 @@ def problem_for(exc: Exception) -> Response:
     if isinstance(exc, TrellisError):
         return _trellis_error(exc)
     raise exc
-
-
-def _seconds_until_reset() -> int:
-    """When the breached window resets, from the limiter of this app (at least 1 s)."""
-    for limiter in current_app.extensions.get("limiter", ()):
-        current = limiter.current_limit
-        if current is not None:
-            return max(1, math.ceil(current.reset_at - time.time()))
-    return 60
 
 
 def _trellis_error(exc: TrellisError) -> Response:

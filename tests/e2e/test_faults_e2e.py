@@ -342,7 +342,7 @@ def test_redis_down_requests_are_answered_and_limits_fall_back_to_memory(
         assert newcomer.call("GET", "/v1/me").status_code == 200
         return any(sub in key for key in faults.redis_keys())
 
-    # Flask-Limiter probes the dead storage with exponential pauses (at most 32 s).
+    # The limiter tries the dead Redis again after exponential pauses (at most 32 s).
     wait_until(counted_in_redis, timeout=60, interval=1, what="the limiter back on Redis")
 
 

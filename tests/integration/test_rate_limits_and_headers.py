@@ -49,7 +49,9 @@ def test_per_user_limit_on_redis(limited_app, signing_key, redis_server) -> None
     assert 1 <= int(refused.headers["Retry-After"]) <= 61  # the window end, rounded up
     assert bob.get("/v1/me").status_code == 200  # per user, not global
     assert app.test_client().get("/healthz").status_code == 200  # probes are exempt
-    keys = redis.Redis.from_url(REDIS).keys(f"*{app.config['RATELIMIT_KEY_PREFIX']}*")
+    keys = redis.Redis.from_url(REDIS).keys(
+        f"*{app.extensions['trellis'].settings.rate_limit_key_prefix}*"
+    )
     assert keys, "the counters live in Redis"
 
 
