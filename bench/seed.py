@@ -179,6 +179,7 @@ def seed(engine: Engine, scale: Scale, bench_users: list[BenchUser], seed: int =
         taken: set[tuple[uuid.UUID, datetime]] = set()
 
         def start_for(provider: uuid.UUID, wanted: datetime) -> datetime:
+            wanted = wanted.replace(minute=0, second=0, microsecond=0)  # on the hour
             while (provider, wanted) in taken:
                 wanted += timedelta(hours=1)
             taken.add((provider, wanted))
