@@ -34,6 +34,11 @@ STATUSES = (
 INITIAL = "requested"
 # While a booking is in one of these states, either party may propose another time.
 RESCHEDULABLE = frozenset({"requested", "accepted"})
+RESCHEDULE_ROUTES = (
+    "POST /v1/bookings/{booking_id}/reschedule",
+    "POST /v1/bookings/{booking_id}/reschedule/accept",
+    "POST /v1/bookings/{booking_id}/reschedule/decline",
+)
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,11 @@ def terminal_states() -> list[str]:
     return [s for s in STATUSES if s not in leaving]
 
 
+def action_route(action: Action) -> str:
+    """The route that takes `action` (api/bookings.py registers one per TRANSITIONS entry)."""
+    return f"POST /v1/bookings/{{booking_id}}/{action}"
+
+
 def describe(policy: TimerPolicy) -> dict[str, Any]:
     """The process as GET /v1/booking-process shows it (settings at their current values)."""
     return {
@@ -156,7 +166,7 @@ def describe(policy: TimerPolicy) -> dict[str, Any]:
                 "from": sorted(t.sources),
                 "to": t.target,
                 "by": sorted(t.parties),
-                "route": f"POST /v1/bookings/{{booking_id}}/{name}",
+                "route": action_route(name),
             }
             for name, t in TRANSITIONS.items()
         ],
@@ -175,5 +185,9 @@ def describe(policy: TimerPolicy) -> dict[str, Any]:
             "setting": setting_alias(REVIEW_WINDOW_SETTING),
             "value": policy.review_window_days,
         },
-        "reschedule": {"while": sorted(RESCHEDULABLE), "by": ["consumer", "provider"]},
+        "reschedule": {
+            "while": sorted(RESCHEDULABLE),
+            "by": ["consumer", "provider"],
+            "routes": list(RESCHEDULE_ROUTES),
+        },
     }

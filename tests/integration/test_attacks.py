@@ -38,6 +38,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, text
 
+from api.endpoint import declared
 from models import Base
 from services.components import Components
 from tests.conftest import BuildComponents, make_app, make_settings
@@ -253,6 +254,45 @@ def test_a_stranger_cannot_report_what_they_cannot_see(world: World) -> None:
 def test_the_public_provider_entry_leaks_nothing_private(world: World) -> None:
     entry = _ok(world.stranger.get(f"/v1/providers/{world.ids['provider_id']}"))
     assert not {"email", "phone", "roles", "owner_id"} & entry.keys()
+
+
+# Routes that take no token, and why that is safe. Each answers the same to everyone (a
+# token changes nothing), or is reached by a secret of its own.
+ANONYMOUS_ROUTES = {
+    "/healthz": "liveness for the load balancer",
+    "/readyz": "readiness for the load balancer",
+    "/v1/config": "the apps' configuration: the same for every caller",
+    "/v1/booking-process": "the booking state machine and timer settings: public rules",
+    "/v1/exports/<uuid:export_id>/files/<uuid:upload_id>": "its link token is the secret",
+    "/account/delete": "the web form anyone may file (rate limited per address)",
+}
+SAME_FOR_EVERYONE = ("/healthz", "/v1/config", "/v1/booking-process")
+
+
+def test_every_route_without_a_token_is_known(app: Flask) -> None:
+    anonymous = {
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if (spec := declared(app.view_functions[rule.endpoint])) is not None and not spec.auth
+    }
+    assert anonymous <= set(ANONYMOUS_ROUTES), anonymous - set(ANONYMOUS_ROUTES)
+    assert set(SAME_FOR_EVERYONE) <= anonymous
+
+
+def test_public_answers_are_the_same_for_everyone(world: World) -> None:
+    """No caller learns more (or other) from a public route than an anonymous one, a forged
+    token is no key to anything, and asking changes nothing."""
+    before = fingerprint(world.connection)
+    forged = {"Authorization": "Bearer not.a.token"}
+    for path in SAME_FOR_EVERYONE:
+        anonymous = world.client.get(path)
+        assert anonymous.status_code == 200, (path, anonymous.get_data(as_text=True))
+        for actor in (world.consumer, world.stranger, world.admin):
+            assert _ok(actor.get(path)) == anonymous.get_json(), (path, actor)
+        assert _ok(world.client.get(path, headers=forged)) == anonymous.get_json(), path
+        refused = world.client.post(path, json={"states": []})
+        assert refused.status_code == 405, (path, refused.get_data(as_text=True))
+    assert changed(before, fingerprint(world.connection)) == []
 
 
 # --------------------------------------------------------------------------------------------
