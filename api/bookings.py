@@ -90,7 +90,12 @@ def _reschedule(proposal: bookings.RescheduleView | None) -> BookingReschedule |
 def _party(party: bookings.PartyView | None) -> BookingParty | None:
     if party is None:
         return None
-    return BookingParty(id=party.id, display_name=party.display_name, deleted=party.deleted)
+    return BookingParty(
+        id=party.id,
+        display_name=party.display_name,
+        deleted=party.deleted,
+        avatar_url=components().avatar_urls.url(party.avatar_key),
+    )
 
 
 @bp.post("")

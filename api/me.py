@@ -18,12 +18,14 @@ bp = Blueprint("me", __name__, url_prefix="/v1")
 
 def _me(user: users.UserView) -> Me:
     scheduled = deletion.deletion_of(user)
+    avatar_key = users.avatar_keys(unit().session, [user.id]).get(user.id)
     return Me(
         id=user.id,
         email=user.email,
         roles=list(user.roles),
         display_name=user.display_name,
         phone=user.phone,
+        avatar_url=components().avatar_urls.url(avatar_key),
         created_at=user.created_at,
         updated_at=user.updated_at,
         deletion=AccountDeletion.model_validate(scheduled) if scheduled else None,

@@ -39,7 +39,11 @@ def _public(view: providers.ProviderView) -> dict[str, object]:
             "rating_count",
         )
     }
-    return {**fields, "location": Location(lat=view.lat, lng=view.lng)}
+    return {
+        **fields,
+        "location": Location(lat=view.lat, lng=view.lng),
+        "avatar_url": components().avatar_urls.url(view.avatar_key),
+    }
 
 
 @bp.put("/me/provider-profile")

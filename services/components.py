@@ -33,6 +33,7 @@ from services.base.replicas import (
 from services.base.settings import Settings, SettingsError
 from services.marketplace import timers
 from services.marketplace.process import TimerPolicy
+from services.media_urls import AvatarUrls
 from services.messaging import outbox
 from services.uploads import DEFAULT_LIMITS, UploadLimit
 
@@ -65,6 +66,8 @@ class Components:
     upload_limits: Mapping[str, UploadLimit] = field(default_factory=dict)
     # The objectionable-content terms, compiled once (services/base/content_filter.py).
     content_filter: ContentFilter = field(default_factory=lambda: ContentFilter(()))
+    # avatar_url everywhere a person is shown (services/media_urls.py); built from `store`.
+    avatar_urls: AvatarUrls = field(kw_only=True)
 
 
 def build_components(
@@ -138,6 +141,11 @@ def build_components(
         export_builder=export_builder,
         upload_limits=upload_limits(settings),
         content_filter=content,
+        avatar_urls=AvatarUrls(
+            store,
+            cdn_base_url=settings.assets_cdn_base_url,
+            expires_in=settings.download_url_expiry_seconds,
+        ),
         reads=read_router(settings, engine, write_marks),
     )
 

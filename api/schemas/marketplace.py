@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from api.schemas.common import Line, Location, PageQuery, QueryModel, StrictModel, Text
 from api.schemas.examples import at, future_datetime
+from api.schemas.media import AvatarUrl
 
 Category = Annotated[
     str,
@@ -50,6 +51,7 @@ class Provider(BaseModel):
 
     id: uuid.UUID
     display_name: str
+    avatar_url: AvatarUrl
     bio: str
     categories: list[str]
     location: Location
@@ -206,13 +208,15 @@ class Booking(BaseModel):
 
 class BookingParty(BaseModel):
     """A booking's party. Once that party deleted their account:
-    `{"id": null, "display_name": null, "deleted": true}`; the booking stays."""
+    `{"id": null, "display_name": null, "deleted": true, "avatar_url": null}`; the booking
+    stays."""
 
     id: uuid.UUID | None
     display_name: str | None = Field(
         description="the provider's profile name; the consumer's account name (may be null)"
     )
     deleted: bool
+    avatar_url: AvatarUrl
 
 
 class BookingLocationOut(BaseModel):

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.schemas.common import JsonPattern, Line, StrictModel
+from api.schemas.media import AvatarUrl
 
 Role = Literal["consumer", "provider", "admin"]
 
@@ -55,6 +56,7 @@ class Me(BaseModel):
     roles: list[Role]
     display_name: str | None = Field(examples=["Ada L."])
     phone: str | None = Field(examples=["+14155550123"])
+    avatar_url: AvatarUrl
     created_at: datetime
     updated_at: datetime
     deletion: AccountDeletion | None = Field(

@@ -26,6 +26,20 @@ from services.messaging.notifications import (
 )
 
 Purpose = Literal["avatar", "booking_attachment", "provider_document"]
+# Wherever a person is shown (services/media_urls.py).
+AvatarUrl = Annotated[
+    str | None,
+    Field(
+        description=(
+            "the person's avatar image: a short-lived URL (a presigned GET valid "
+            "DOWNLOAD_URL_EXPIRY_SECONDS, or the CDN's); null when they have none. A new "
+            "avatar has a new URL: fetch it again rather than keep it"
+        ),
+        examples=[
+            "https://assets.example.com/users/0b9c9f0e-6a39-4b8e-9b64-3c1d2f1f8a10/avatar/6f1c2d3e-0a1b-4c5d-8e9f-a0b1c2d3e4f5"
+        ],
+    ),
+]
 MediaType = Annotated[
     str,
     StringConstraints(max_length=100, pattern=r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$"),

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from models import ProviderProfile, User
+from models import ProviderProfile, Upload, User
 from models.base import utcnow
 from services.accounts.auth import Identity
 from services.base.content_filter import ContentFilter, flag
@@ -152,6 +152,31 @@ def _create(session: Session, identity: Identity) -> User:
     insert_ignoring_conflict(session, User, values, ["cognito_sub"])
     query = select(User).where(User.cognito_sub == identity.sub)
     return session.scalars(query.execution_options(populate_existing=True)).one()
+
+
+# users.avatar_upload_id is only ever a ready upload: set by completing one, cleared by
+# deleting it, a moderator hiding it, or the purge.
+def avatar_key_of(user_id: ColumnElement[uuid.UUID]) -> ScalarSelect[str]:
+    """A column for a statement: the avatar's object key of the user whose id is `user_id`
+    (a column of the statement's own tables), NULL when they have none."""
+    return (
+        select(Upload.key)
+        .join(User, User.avatar_upload_id == Upload.id)
+        .where(User.id == user_id)
+        .scalar_subquery()
+    )
+
+
+def avatar_keys(session: Session, user_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The avatar's object key of those of `user_ids` who have one."""
+    if not user_ids:
+        return {}
+    rows = session.execute(
+        select(User.id, Upload.key)
+        .join(Upload, Upload.id == User.avatar_upload_id)
+        .where(User.id.in_(list(user_ids)))
+    )
+    return {row.id: row.key for row in rows}
 
 
 def profile_shown(roles: Collection[str], user: Any) -> bool:

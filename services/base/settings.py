@@ -69,6 +69,8 @@ class Settings(BaseModel):
     db_pool_timeout_seconds: float = Field(5.0, gt=0, le=60, alias="DB_POOL_TIMEOUT_SECONDS")
     db_connect_timeout_seconds: int = Field(3, ge=1, le=60, alias="DB_CONNECT_TIMEOUT_SECONDS")
     db_statement_timeout_ms: int = Field(10_000, ge=0, alias="DB_STATEMENT_TIMEOUT_MS")
+    # Off behind RDS Proxy or PgBouncer in transaction mode (connections change hands).
+    db_prepared_statements: bool = Field(True, alias="DB_PREPARED_STATEMENTS")
     uploads_bucket: str | None = Field(None, alias="UPLOADS_BUCKET")
     kms_key_id: str | None = Field(None, alias="KMS_KEY_ID")
     upload_url_expiry_seconds: int = Field(
@@ -174,6 +176,10 @@ class Settings(BaseModel):
     realtime_public_url: str | None = Field(
         None, pattern=r"^(wss?|https?)://[^/\s]+(/\S*)?$", alias="REALTIME_PUBLIC_URL"
     )
+    # Avatars through CloudFront: `{base}/{key}`; unset, a presigned GET of the object.
+    assets_cdn_base_url: str | None = Field(
+        None, pattern=r"^https?://[^/\s]+(/\S*)?$", alias="ASSETS_CDN_BASE_URL"
+    )
 
     _split_client_ids = field_validator(
         "cognito_app_client_ids",
@@ -268,7 +274,8 @@ class Settings(BaseModel):
         if read_urls and not (database_url or "").startswith("postgresql"):
             raise ValueError("DATABASE_READ_URL needs a PostgreSQL DATABASE_URL")
         object.__setattr__(self, "database_read_urls", read_urls)
-        for name in ("api_public_url", "realtime_public_url"):  # one form: no trailing /
+        # One form: no trailing /.
+        for name in ("api_public_url", "realtime_public_url", "assets_cdn_base_url"):
             if getattr(self, name):
                 object.__setattr__(self, name, getattr(self, name).rstrip("/"))
         if not self.uploads_bucket:

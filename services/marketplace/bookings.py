@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import Booking, BookingEvent, BookingTimer, ProviderProfile, User
+from models import Booking, BookingEvent, BookingTimer, ProviderProfile, Upload, User
 from models.base import utcnow
 from services.accounts.blocks import either_blocked
 from services.accounts.users import (
@@ -148,6 +148,7 @@ class PartyView:
     id: uuid.UUID | None
     display_name: str | None
     deleted: bool
+    avatar_key: str | None = None  # their avatar's object (services/media_urls.py)
 
 
 GONE = PartyView(None, None, deleted=True)
@@ -636,12 +637,18 @@ def _detail(session: Session, b: Booking, history: list[EventView]) -> BookingVi
 def _parties(
     session: Session, consumer_id: uuid.UUID | None, provider_id: uuid.UUID | None
 ) -> tuple[PartyView, PartyView]:
-    """Both parties' names in one read: the provider by the name of their profile (what
-    consumers book), else their account's; the consumer by their account's."""
+    """Both parties' names and avatars in one read: the provider by the name of their profile
+    (what consumers book), else their account's; the consumer by their account's."""
     ids = [i for i in (consumer_id, provider_id) if i is not None]
     rows = session.execute(
-        select(User.id, User.display_name, ProviderProfile.display_name.label("profile_name"))
+        select(
+            User.id,
+            User.display_name,
+            ProviderProfile.display_name.label("profile_name"),
+            Upload.key.label("avatar_key"),
+        )
         .outerjoin(ProviderProfile, ProviderProfile.user_id == User.id)
+        .outerjoin(Upload, Upload.id == User.avatar_upload_id)
         .where(User.id.in_(ids))
     ).all()
     found = {row.id: row for row in rows}
@@ -651,7 +658,7 @@ def _parties(
         if row is None:
             return GONE
         name = (row.profile_name if as_provider else None) or row.display_name
-        return PartyView(row.id, name, deleted=False)
+        return PartyView(row.id, name, deleted=False, avatar_key=row.avatar_key)
 
     return party(consumer_id, as_provider=False), party(provider_id, as_provider=True)
 

@@ -27,7 +27,12 @@ from sqlalchemy.orm import Session
 
 from models import ProviderCategory, ProviderProfile, User
 from services.accounts.blocks import either_blocked, no_block_between
-from services.accounts.users import deletion_scheduled_refusal, scheduled_for_deletion
+from services.accounts.users import (
+    avatar_key_of,
+    avatar_keys,
+    deletion_scheduled_refusal,
+    scheduled_for_deletion,
+)
 from services.base.content_filter import ContentFilter, flag
 from services.base.errors import FieldError, NotFound, ValidationFailed
 from services.base.pagination import Page, decode_cursor, invalid_cursor, page_of, scope_of
@@ -63,13 +68,14 @@ class ProviderView:
     rating_average: float | None
     rating_count: int
     distance_km: float | None = None
+    avatar_key: str | None = None  # the provider's avatar object (services/media_urls.py)
 
 
 def _average(rating_sum: int, rating_count: int) -> float | None:
     return round(rating_sum / rating_count, 2) if rating_count else None
 
 
-def _view(p: Any, distance_km: float | None = None) -> ProviderView:
+def _view(p: Any, distance_km: float | None = None, avatar_key: str | None = None) -> ProviderView:
     """A profile (an ORM object or a search row with the same names) as a ProviderView."""
     return ProviderView(
         id=p.user_id,
@@ -85,7 +91,12 @@ def _view(p: Any, distance_km: float | None = None) -> ProviderView:
         rating_average=_average(p.rating_sum, p.rating_count),
         rating_count=p.rating_count,
         distance_km=distance_km,
+        avatar_key=avatar_key,
     )
+
+
+def _with_avatar(session: Session, profile: ProviderProfile) -> ProviderView:
+    return _view(profile, avatar_key=avatar_keys(session, [profile.user_id]).get(profile.user_id))
 
 
 def upsert_profile(
@@ -124,14 +135,14 @@ def upsert_profile(
         for c in categories
     )
     session.flush()
-    return _view(profile)
+    return _with_avatar(session, profile)
 
 
 def own_profile(session: Session, *, user_id: uuid.UUID) -> ProviderView:
     profile = session.get(ProviderProfile, user_id)
     if profile is None:
         raise NotFound("You have no provider profile yet; create it with PUT.")
-    return _view(profile)
+    return _with_avatar(session, profile)
 
 
 def get_provider(session: Session, *, provider_id: uuid.UUID, viewer_id: uuid.UUID) -> ProviderView:
@@ -140,7 +151,7 @@ def get_provider(session: Session, *, provider_id: uuid.UUID, viewer_id: uuid.UU
     profile = session.get(ProviderProfile, provider_id)
     if profile is None or not profile.active or either_blocked(session, viewer_id, provider_id):
         raise NotFound("No such provider.")
-    return _view(profile)
+    return _with_avatar(session, profile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +185,7 @@ def search(
             (after,) = _cursor_key(cursor, scope, 1)
             params["after_id"] = _uuid(after)
         query = _search_query(category is not None, bool(text), None, cursor is not None)
-        rows = [_view(row) for row in session.execute(query, params)]
+        rows = [_view(row, None, row.avatar_key) for row in session.execute(query, params)]
         return page_of(rows, limit, scope, lambda v: [str(v.id)])
 
     box, box_params = _bounding_box(near)
@@ -189,7 +200,7 @@ def search(
             raise invalid_cursor()
         params.update(after_distance=after_distance, after_id=_uuid(after_id))
     query = _search_query(category is not None, bool(text), box, cursor is not None)
-    hits = [_view(row, row.distance_km) for row in session.execute(query, params)]
+    hits = [_view(row, row.distance_km, row.avatar_key) for row in session.execute(query, params)]
     return page_of(hits, limit, scope, lambda v: [v.distance_km, str(v.id)])
 
 
@@ -236,7 +247,8 @@ def _search_query(by_category: bool, by_text: bool, box: str | None, paged: bool
     p = _PROFILES
     viewer = bindparam("viewer", type_=p.c.user_id.type)
     # Two anti-joins on the blocks indexes; nothing to scan while the viewer has no blocks.
-    query: Select[Any] = select(*_VIEW_COLUMNS).where(
+    avatar = avatar_key_of(p.c.user_id).label("avatar_key")
+    query: Select[Any] = select(*_VIEW_COLUMNS, avatar).where(
         p.c.active, no_block_between(viewer, p.c.user_id)
     )
     lat_col, lng_col = p.c.lat, p.c.lng

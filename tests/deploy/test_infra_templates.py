@@ -26,6 +26,7 @@ import yaml
 from cfnlint.decode import cfn_yaml
 
 from services.aws import s3 as app_s3
+from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -534,7 +535,7 @@ def test_static_assets_are_served_by_cloudfront_with_origin_access_control_only(
         assert oac["OriginAccessControlConfig"]["SigningBehavior"] == "always"
         assert oac["OriginAccessControlConfig"]["OriginAccessControlOriginType"] == "s3"
         config = item.properties("StaticAssetsDistribution")["DistributionConfig"]
-        (origin,) = config["Origins"]
+        origin, _avatars = config["Origins"]
         assert origin["OriginAccessControlId"] == "<StaticAssetsOriginAccessControl.Id>"
         assert origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}
         assert origin["DomainName"] == "<StaticAssetsBucket.RegionalDomainName>"
@@ -556,6 +557,62 @@ def test_static_assets_are_served_by_cloudfront_with_origin_access_control_only(
                 },
             }
         ]
+
+
+def test_the_cdn_reads_avatars_and_nothing_else_of_the_uploads_bucket() -> None:
+    """ASSETS_CDN_BASE_URL: users/<id>/avatar/<upload> through the distribution, with origin
+    access control; the bucket policy and the key policy let it read those only."""
+    distribution = f"arn:aws:cloudfront::{ACCOUNT}:distribution/<StaticAssetsDistribution>"
+    uploads = f"arn:aws:s3:::trellis-prod-uploads-{ACCOUNT}"
+    for scenario in SCENARIOS:
+        item = stack("foundation.yml", scenario)
+        config = item.properties("StaticAssetsDistribution")["DistributionConfig"]
+        _static, avatars = config["Origins"]
+        assert avatars["DomainName"] == f"trellis-prod-uploads-{ACCOUNT}.s3.{REGION}.amazonaws.com"
+        assert avatars["OriginAccessControlId"] == "<StaticAssetsOriginAccessControl.Id>"
+        assert avatars["S3OriginConfig"] == {"OriginAccessIdentity": ""}
+        (behavior,) = config["CacheBehaviors"]
+        assert behavior["PathPattern"] == "users/*/avatar/*"  # the key services/uploads.py makes
+        assert behavior["TargetOriginId"] == avatars["Id"]
+        assert behavior["AllowedMethods"] == ["GET", "HEAD"]
+        assert behavior["ViewerProtocolPolicy"] == "redirect-to-https"
+        cache_policy = item.properties("AvatarsCachePolicy")["CachePolicyConfig"]
+        assert cache_policy["MaxTTL"] <= 600  # a deleted avatar leaves the edge soon
+        assert cache_policy["ParametersInCacheKeyAndForwardedToOrigin"]["QueryStringsConfig"] == {
+            "QueryStringBehavior": "none"
+        }
+
+        policy = item.properties("UploadsBucketPolicy")["PolicyDocument"]
+        allows = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
+        assert allows == [
+            {
+                "Sid": "AssetsDistributionReadsAvatarsOnly",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudfront.amazonaws.com"},
+                "Action": "s3:GetObject",
+                "Resource": f"{uploads}/users/*/avatar/*",
+                "Condition": {"StringEquals": {"AWS:SourceArn": distribution}},
+            }
+        ]
+        exports = item.properties("ExportBucketPolicy")["PolicyDocument"]["Statement"]
+        assert not [s for s in exports if "cloudfront" in str(s.get("Principal"))]
+
+        key_policy = item.properties("DataKey")["KeyPolicy"]["Statement"]
+        (cdn,) = [
+            s for s in key_policy if s["Principal"] == {"Service": "cloudfront.amazonaws.com"}
+        ]
+        assert cdn["Action"] == "kms:Decrypt"
+        assert cdn["Condition"] == {
+            "StringEquals": {"AWS:SourceArn": distribution},
+            "StringLike": {
+                "kms:EncryptionContext:aws:s3:arn": [uploads, f"{uploads}/users/*/avatar/*"]
+            },
+        }
+        outputs = item.outputs()
+        assert outputs["AssetsCdnUrl"] == outputs["StaticAssetsUrl"]
+        assert outputs["AssetsCdnUrl"].startswith("https://")
+        cdn = make_settings("sqlite://", ASSETS_CDN_BASE_URL=outputs["AssetsCdnUrl"] + "/")
+        assert cdn.assets_cdn_base_url == outputs["AssetsCdnUrl"]
 
 
 def test_replication_targets_are_the_buckets_dr_yml_creates() -> None:

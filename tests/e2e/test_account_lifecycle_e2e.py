@@ -237,7 +237,12 @@ def test_a_consumer_downloads_their_data_deletes_their_account_and_is_purged(
 
     # The provider keeps the booking and its thread, with a deleted counterparty.
     seen = provider.call("GET", f"/v1/bookings/{booking}", 200)
-    assert seen["consumer"] == {"id": None, "display_name": None, "deleted": True}
+    assert seen["consumer"] == {
+        "id": None,
+        "display_name": None,
+        "deleted": True,
+        "avatar_url": None,
+    }
     assert seen["status"] == "completed" and seen["location"]["lat"] is None
     thread = provider.call("GET", f"/v1/bookings/{booking}/messages", 200)["items"]
     assert [(m["body"], m["removed"]) for m in thread] == [(None, True), ("See you", False)]

@@ -36,8 +36,18 @@ def test_a_booking_shows_who_its_parties_are_but_lists_do_not(actors) -> None:  
     assert named.status_code == 200, named.get_data(as_text=True)
     created = consumer.post("/v1/bookings", json=booking_body(provider.id)).get_json()
     expected = {
-        "consumer": {"id": consumer.id, "display_name": "Cora", "deleted": False},
-        "provider": {"id": provider.id, "display_name": "Sam Cleans", "deleted": False},
+        "consumer": {
+            "id": consumer.id,
+            "display_name": "Cora",
+            "deleted": False,
+            "avatar_url": None,
+        },
+        "provider": {
+            "id": provider.id,
+            "display_name": "Sam Cleans",
+            "deleted": False,
+            "avatar_url": None,
+        },
     }
     assert {k: created[k] for k in expected} == expected
     for viewer in (consumer, provider):

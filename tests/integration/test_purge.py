@@ -174,7 +174,12 @@ def test_the_purge_leaves_nothing_of_the_user_and_the_counterparty_keeps_the_boo
     # The provider keeps the booking, with a deleted counterparty and the rating.
     seen = _ok(provider.get(f"/v1/bookings/{booking}"))
     assert seen["consumer_id"] is None and seen["provider_id"] == provider.id
-    assert seen["consumer"] == {"id": None, "display_name": None, "deleted": True}
+    assert seen["consumer"] == {
+        "id": None,
+        "display_name": None,
+        "deleted": True,
+        "avatar_url": None,
+    }
     assert seen["provider"]["id"] == provider.id and seen["provider"]["deleted"] is False
     assert seen["status"] == "completed"
     assert seen["location"] == {"lat": None, "lng": None, "address": None}
@@ -305,7 +310,12 @@ def test_a_purged_provider_leaves_the_consumer_their_booking_and_review(
     assert _run(sessions, groups, store, push).purged == [uuid.UUID(provider.id)]
     seen = _ok(consumer.get(f"/v1/bookings/{booking}"))
     assert seen["provider_id"] is None and seen["consumer_id"] == consumer.id
-    assert seen["provider"] == {"id": None, "display_name": None, "deleted": True}
+    assert seen["provider"] == {
+        "id": None,
+        "display_name": None,
+        "deleted": True,
+        "avatar_url": None,
+    }
     assert seen["consumer"]["id"] == consumer.id and seen["consumer"]["deleted"] is False
     assert seen["location"]["lat"] is not None  # the consumer's own location stays
     assert (

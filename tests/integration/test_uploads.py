@@ -243,3 +243,37 @@ def test_infra_ensure_sets_the_bucket_up(s3, store) -> None:  # type: ignore[no-
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
     assert s3.get_bucket_cors(Bucket=BUCKET)["CORSRules"][0]["AllowedMethods"] == ["POST", "GET"]
     assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
+
+
+def test_with_a_cdn_avatar_url_is_the_cdn_url_of_the_current_avatar_everywhere(  # type: ignore[no-untyped-def]
+    build, database_url, signing_key, s3, store
+) -> None:
+    cdn = "https://d1234.cloudfront.net"
+    custom = make_settings(database_url, ASSETS_CDN_BASE_URL=cdn + "/")
+    client = make_app(build(custom, store=store)).test_client()
+    consumer = make_actor(client, signing_key, "consumer")
+    provider = make_actor(client, signing_key, "provider")
+    ensure_profile(provider, display_name="Cdn Carla")
+    booking_id = booking_in("requested", consumer, provider)
+
+    def shown() -> set[str | None]:
+        hits = consumer.get("/v1/providers?q=Cdn Carla").get_json()["items"]
+        booking = consumer.get(f"/v1/bookings/{booking_id}").get_json()
+        return {
+            provider.get("/v1/me").get_json()["avatar_url"],
+            provider.get("/v1/me/provider-profile").get_json()["avatar_url"],
+            consumer.get(f"/v1/providers/{provider.id}").get_json()["avatar_url"],
+            hits[0]["avatar_url"],
+            booking["provider"]["avatar_url"],
+        }
+
+    assert shown() == {None}
+    keys = []
+    for _ in range(2):  # the first avatar, then its replacement
+        upload = start(provider).get_json()
+        keys.append(upload["upload"]["fields"]["key"])
+        put(s3, keys[-1], 1234, "image/png")
+        assert provider.post(f"/v1/uploads/{upload['id']}/complete").status_code == 200
+        assert shown() == {f"{cdn}/{keys[-1]}"}
+    assert provider.delete(f"/v1/uploads/{upload['id']}").status_code == 204
+    assert shown() == {None}
