@@ -39,6 +39,7 @@ from services.base.errors import (
     ValidationFailed,
 )
 from services.base.idempotency import KeyInProgress, KeyReused
+from services.realtime.feed import ChangesExpired
 from services.sync import SyncConflict
 
 log = logging.getLogger("trellis.errors")
@@ -52,6 +53,7 @@ _TYPES: dict[type[TrellisError], tuple[int, str, str]] = {
     KeyInProgress: (409, "/problems/idempotency-key-in-use", "Request still in progress"),
     KeyReused: (422, "/problems/idempotency-key-reused", "Idempotency-Key reused"),
     SyncConflict: (409, "/problems/sync-conflict", "Records changed on the server"),
+    ChangesExpired: (410, "/problems/changes-expired", "Changes expired"),
     NotFound: (404, "/problems/not-found", "Not found"),
     Blocked: (403, "/problems/blocked", "Blocked"),
     AccountSuspended: (403, "/problems/account-suspended", "Account suspended"),

@@ -29,6 +29,7 @@ from services.base.errors import Forbidden, Unavailable
 from services.marketplace import timers
 from services.marketplace.process import TimerPolicy
 from services.messaging import outbox
+from services.realtime import feed
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 SQSD_USER_AGENT = "aws-sqsd"
@@ -131,6 +132,16 @@ def purge_deletion_requests_task() -> dict[str, Any]:
     days = built.settings.deletion_requests_retention_days
     removed = deletion_requests.purge_closed(built.sessions, retention_days=days)
     return {"task": "purge-deletion-requests", "removed": removed}
+
+
+@bp.post("/purge-changes")
+def purge_changes_task() -> dict[str, Any]:
+    """Delete change-feed entries older than CHANGES_RETENTION_DAYS."""
+    built = components()
+    removed = feed.purge_expired(
+        built.sessions, retention_days=built.settings.changes_retention_days
+    )
+    return {"task": "purge-changes", "removed": removed}
 
 
 @bp.post("/accounts-purge")

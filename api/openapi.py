@@ -37,6 +37,7 @@ _ERROR_TEXT = {
     403: "Your role may not do this",
     404: "Not found, or not yours",
     409: "Conflicts with the current state, or the same Idempotency-Key is in use",
+    410: "Gone: what you asked for is past its retention period",
     413: "Body too large",
     415: "Body is not application/json",
     429: "Too many requests; retry after Retry-After seconds",

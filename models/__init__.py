@@ -16,6 +16,7 @@ from models.marketplace import (
 )
 from models.media import Device, Notification, OutboxMessage, Upload
 from models.moderation import Report
+from models.realtime import Change, ChangeSequence
 from models.scheduling import Availability, BookingTimer
 from models.sync import SyncDataset, SyncRecord
 from models.user import User
@@ -27,6 +28,8 @@ __all__ = [
     "Booking",
     "BookingEvent",
     "BookingTimer",
+    "Change",
+    "ChangeSequence",
     "DataExport",
     "DeletionRequest",
     "Device",

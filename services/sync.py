@@ -25,6 +25,7 @@ from models.base import utcnow
 from services.base.db import insert_ignoring_conflict
 from services.base.errors import Conflict, FieldError, NotFound, ValidationFailed
 from services.messaging import outbox
+from services.realtime import feed
 
 
 @dataclass(frozen=True)
@@ -311,6 +312,7 @@ def _notify_other_devices(
     own = _own_device(session, user_id, device_id)
     if own is not None:
         message.delivered_to = [str(own)]
+    feed.dataset_changed(session, user_id, name, sync_count, device_id)
 
 
 def _own_device(session: Session, user_id: uuid.UUID, device_id: str | None) -> uuid.UUID | None:

@@ -99,6 +99,9 @@ PERSONAL_DATA: dict[str, Table] = {
         (deletes("dataset_id", via=("sync_datasets", "user_id")),), deleted=("key", "value")
     ),
     "sync_datasets": Table((deletes("user_id"),), deleted=("name",)),
+    # The user's change feed (ids of what changed, nothing more) and its counter.
+    "changes": Table((deletes("user_id"),), deleted=("data",)),
+    "change_sequences": Table((deletes("user_id"),)),
     "idempotency_keys": Table(
         (deletes("user_id"),), deleted=("key", "response_body", "response_headers")
     ),

@@ -35,6 +35,7 @@ from services.accounts.auth import GROUP_ROLES
 from services.accounts.users import UserView
 from services.aws.cognito import DirectoryUnavailable, GroupDirectory, UnknownDirectoryUser
 from services.base.errors import Conflict, NotFound, Unavailable
+from services.realtime import feed
 
 Role = Literal["consumer", "provider", "admin"]
 GROUP_OF = {role: group for group, role in GROUP_ROLES.items()}
@@ -180,4 +181,5 @@ def _record(
         created_at=utcnow(),
     )
     session.add(change)
+    feed.role_changed(session, user.id, role, action)
     return RoleChangeView(user.id, role, action, admin.id, change.created_at, user.cognito_sub)

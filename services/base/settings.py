@@ -124,6 +124,17 @@ class Settings(BaseModel):
     # services/base/content_filter_terms.txt. Read once at start-up (build_components).
     content_filter_terms_file: str | None = Field(None, alias="CONTENT_FILTER_TERMS_FILE")
     idempotency_ttl_hours: int = Field(24, ge=1, le=24 * 30, alias="IDEMPOTENCY_TTL_HOURS")
+    # The change feed (services/realtime/feed.py): entries older than this are deleted.
+    changes_retention_days: int = Field(30, ge=1, le=3650, alias="CHANGES_RETENTION_DAYS")
+    # The realtime WebSocket process (realtime/, docs/realtime.md).
+    realtime_port: int = Field(8001, ge=1, le=65535, alias="REALTIME_PORT")
+    realtime_ping_seconds: float = Field(25.0, gt=0, le=300, alias="REALTIME_PING_SECONDS")
+    realtime_max_sockets_per_user: int = Field(
+        10, ge=1, le=1000, alias="REALTIME_MAX_SOCKETS_PER_USER"
+    )
+    # How often open sockets' accounts are checked again (suspension, roles, purge) besides
+    # the feed's own account and role changes; also the feed's poll interval without NOTIFY.
+    realtime_recheck_seconds: float = Field(5.0, gt=0, le=300, alias="REALTIME_RECHECK_SECONDS")
     # DELETE /v1/me needs a sign-in (the token's auth_time) at most this many seconds old.
     account_deletion_max_auth_age_seconds: int = Field(
         900, ge=60, le=86_400, alias="ACCOUNT_DELETION_MAX_AUTH_AGE_SECONDS"

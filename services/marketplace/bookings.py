@@ -66,6 +66,7 @@ from services.marketplace.providers import require_active_provider
 from services.marketplace.slots import DEFAULT_STEP_MINUTES, busy_times, free_slots
 from services.messaging.notifications import booking_changed, notify
 from services.messaging.outbox import deep_link
+from services.realtime import feed
 
 __all__ = ["STATUSES", "TRANSITIONS", "Action", "Party", "Transition"]
 
@@ -249,6 +250,7 @@ def create_booking(
     session.add_all([booking, event])
     session.flush()
     set_timers(session, booking, policy, now)
+    feed.booking_changed(session, booking, "requested")
     booking_changed(
         session,
         booking,
@@ -297,6 +299,7 @@ def transition(
     _move_to(session, booking, rule.target, policy, now)
     session.add(event)
     text = NOTICES[action] + (f": {reason}" if reason else "")
+    feed.booking_changed(session, booking, action)
     booking_changed(session, booking, actor_id=actor.id, text=text)
     session.flush()
     return _detail(session, booking, _history(session, booking_id))
@@ -405,6 +408,7 @@ def fire_timer(
     event = _event(booking, booking.status, rule.target, None, SYSTEM, None, now)
     session.add(event)
     _move_to(session, booking, rule.target, policy, now)
+    feed.booking_changed(session, booking, kind)
     booking_changed(session, booking, actor_id=None, text=NOTICES[kind])
     return True
 

@@ -24,6 +24,7 @@ from services.base.pagination import decode_cursor, encode_cursor, invalid_curso
 from services.marketplace.bookings import lock_booking, party_of
 from services.messaging import outbox
 from services.messaging.notifications import notify
+from services.realtime import feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ def post_message(
     message = MessageView(uuid.uuid4(), booking_id, booking.last_message_seq, sender.id, body, now)
     session.execute(insert(_MESSAGES), [_row(message)])
     flag(session, content, target_type="message", target_id=message.id, texts=(body,))
+    feed.message_posted(session, booking, message)
     notify(
         session,
         user_id=recipient,

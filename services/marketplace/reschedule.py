@@ -34,6 +34,7 @@ from services.marketplace.bookings import (
 from services.marketplace.process import RESCHEDULABLE, TimerPolicy
 from services.marketplace.slots import DEFAULT_STEP_MINUTES
 from services.messaging.notifications import booking_changed
+from services.realtime import feed
 
 _MINUTE = timedelta(minutes=1)
 
@@ -77,6 +78,7 @@ def propose(
     booking.reschedule_starts_at = starts_at
     booking.reschedule_ends_at = ends_at
     booking.updated_at = now
+    feed.booking_changed(session, booking, "reschedule_proposed")
     booking_changed(
         session,
         booking,
@@ -109,6 +111,7 @@ def answer(
     clear_reschedule(booking)
     booking.updated_at = now
     if not accept:
+        feed.booking_changed(session, booking, "reschedule_declined")
         booking_changed(session, booking, actor_id=actor.id, text="The new time was declined")
         session.flush()
         return detail_of(session, booking)
@@ -144,6 +147,7 @@ def answer(
         claim_time(session, booking)
     session.add(event)
     set_timers(session, booking, policy, now)
+    feed.booking_changed(session, booking, "rescheduled")
     booking_changed(
         session,
         booking,

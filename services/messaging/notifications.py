@@ -20,6 +20,7 @@ from services.accounts.users import (
 from services.base.errors import Blocked, FieldError, NotFound, RateLimited, ValidationFailed
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.messaging import outbox
+from services.realtime import feed
 
 # Keys Trellis itself writes: into a provider notification's data (booking_id, deep_link:
 # the booking the two share) and into every push (kind, notification_id, outbox_id:
@@ -75,6 +76,7 @@ def notify(
         created_at=utcnow(),
     )
     session.add(note)
+    data = feed.notification_data(session, note)  # its push carries the feed entry's seq
     outbox.enqueue(
         session,
         user_id=user_id,

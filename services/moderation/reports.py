@@ -39,6 +39,7 @@ from services.base.errors import Conflict, FieldError, NotFound, Unavailable, Va
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
 from services.messaging.notifications import notify
 from services.moderation import suspension, targets
+from services.realtime import feed
 
 Action = Literal["dismiss", "remove_content", "suspend_user"]
 Status = Literal["open", "resolved"]
@@ -242,6 +243,7 @@ def resolve(
         targets.remove(session, target, now)
     elif action == "suspend_user" and owner is not None:
         subject = suspension.mark_suspended(session, owner, now)
+        feed.account_suspended(session, owner)
     session.execute(
         update(Report)
         .where(Report.id.in_(list(closed)))
@@ -287,6 +289,7 @@ def _tell_reporters(session: Session, closed: dict[uuid.UUID, Any], action: str)
     for report_id, reporter_id in sorted(closed.items()):
         if reporter_id is None or reporter_id in leaving:
             continue
+        feed.report_resolved(session, reporter_id, report_id, action)
         notify(
             session,
             user_id=reporter_id,

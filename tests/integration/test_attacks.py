@@ -973,3 +973,21 @@ def test_sqsd_headers_on_a_web_server_find_nothing(
                 f"/internal/tasks/{name}", headers=SQSD, environ_base={"REMOTE_ADDR": remote}
             )
             assert response.status_code == 404, (name, remote)
+
+
+def test_the_change_feed_is_the_callers_own(world: World) -> None:
+    """GET /v1/changes has no id to probe: it reads the caller's own feed. The stranger sees
+    none of the consumer's and provider's changes, whatever the query, and nothing changes."""
+    assert _ok(world.consumer.get("/v1/changes"))["items"], "the world wrote changes"
+    before = fingerprint(world.connection)
+    assert _ok(world.stranger.get("/v1/changes")) == {
+        "items": [],
+        "next_cursor": None,
+        "last_seq": 0,
+    }
+    for after in ("0 OR 1=1", "1;DROP TABLE changes", "-1", str(2**63), "1e3", "\u0661"):
+        response = world.stranger.get("/v1/changes", query_string={"after": after})
+        assert response.status_code == 422, (after, response.get_data(as_text=True))
+    for query in ({"user_id": world.consumer.id}, {"after": 0, "limit": 100, "x": 1}):
+        assert world.stranger.get("/v1/changes", query_string=query).status_code == 422
+    assert changed(before, fingerprint(world.connection)) == []

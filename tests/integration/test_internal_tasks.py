@@ -30,6 +30,7 @@ TASKS = (
     "purge-deletion-requests",
     "accounts-purge",
     "timers",
+    "purge-changes",
 )
 SQSD = {"User-Agent": "aws-sqsd/3.0.4", "X-Aws-Sqsd-Taskname": "nightly"}
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}

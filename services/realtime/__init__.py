@@ -1,0 +1,1 @@
+"""The change feed and what the realtime process needs from the database (realtime/)."""
