@@ -55,16 +55,26 @@ def start_moto(port: int, *, log: Path | None = None) -> subprocess.Popen[bytes]
 def start_gunicorn(
     port: int, env: dict[str, str], *, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
+    bind = ["--bind", f"127.0.0.1:{port}"]
+    command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", *bind]
+    return _start_served([*command, "application:application"], port, env, log)
+
+
+def start_realtime(
+    port: int, env: dict[str, str], *, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """The realtime WebSocket process (`python -m realtime`), ready when /healthz answers."""
+    return _start_served(
+        [str(BIN / "python"), "-m", "realtime", "--port", str(port)], port, env, log
+    )
+
+
+def _start_served(
+    command: list[str], port: int, env: dict[str, str], log: Path | None
+) -> subprocess.Popen[bytes]:
     out = open(log, "ab") if log else None  # noqa: SIM115 - None: inherit the terminal
     process = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "--config",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "application:application",
-        ],
+        command,
         cwd=ROOT,
         env=env,
         stdout=out,

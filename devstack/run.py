@@ -26,7 +26,15 @@ from sqlalchemy.engine import make_url
 
 from devstack.aws import ensure_buckets, push_applications
 from devstack.cognito import DEMO_USERS, demo_subs, provision
-from devstack.processes import ROOT, base_env, migrate, start_gunicorn, start_moto, stop
+from devstack.processes import (
+    ROOT,
+    base_env,
+    migrate,
+    start_gunicorn,
+    start_moto,
+    start_realtime,
+    stop,
+)
 
 # TRELLIS_LOCAL_DIR moves the state (tests run a `make run` of their own beside yours).
 STATE = Path(os.environ.get("TRELLIS_LOCAL_DIR", ROOT / ".local"))
@@ -44,19 +52,20 @@ class AlreadyRunning(Exception):
 def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     moto_port = int(os.environ.get("MOTO_PORT", "5000"))
+    realtime_port = int(os.environ.get("REALTIME_PORT", "8001"))
     STATE.mkdir(parents=True, exist_ok=True)
     try:
-        lock = take_lock(port, moto_port)
+        lock = take_lock(port, moto_port, realtime_port)
     except AlreadyRunning as refusal:
         print(refusal, file=sys.stderr)
         return 1
     with lock:
-        return serve(port, moto_port)
+        return serve(port, moto_port, realtime_port)
 
 
-def take_lock(port: int, moto_port: int) -> IO[str]:
+def take_lock(port: int, moto_port: int, realtime_port: int = 8001) -> IO[str]:
     """Hold .local/run.lock for the life of this process (the kernel drops it on exit,
-    even on SIGKILL), then make sure both ports are free."""
+    even on SIGKILL), then make sure every port is free."""
     lock = open(LOCK_FILE, "a+")  # noqa: SIM115 - held open until the process ends
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,6 +82,7 @@ def take_lock(port: int, moto_port: int) -> IO[str]:
     for name, number, setting in (
         ("Trellis", port, "PORT"),
         ("moto_server", moto_port, "MOTO_PORT"),
+        ("the realtime process", realtime_port, "REALTIME_PORT"),
     ):
         if port_in_use(number):
             lock.close()
@@ -82,7 +92,8 @@ def take_lock(port: int, moto_port: int) -> IO[str]:
             )
     lock.seek(0)
     lock.truncate()
-    lock.write(json.dumps({"pid": os.getpid(), "port": port, "moto_port": moto_port}))
+    running = {"pid": os.getpid(), "port": port, "moto_port": moto_port}
+    lock.write(json.dumps(running | {"realtime_port": realtime_port}))
     lock.flush()
     return lock
 
@@ -100,9 +111,9 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def serve(port: int, moto_port: int) -> int:
+def serve(port: int, moto_port: int, realtime_port: int = 8001) -> int:
     (ROOT / "instance").mkdir(exist_ok=True)
-    moto = gunicorn = None
+    moto = gunicorn = realtime = None
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -128,10 +139,13 @@ def serve(port: int, moto_port: int) -> int:
         ensure_buckets(env)
         print(f"Starting Trellis (gunicorn) on 127.0.0.1:{port} ...")
         gunicorn = start_gunicorn(port, env)
-        print(banner(port), flush=True)
-        while moto.poll() is None and gunicorn.poll() is None:
+        print(f"Starting the realtime WebSocket process on 127.0.0.1:{realtime_port} ...")
+        realtime = start_realtime(realtime_port, env, log=STATE / "realtime.log")
+        print(banner(port, realtime_port), flush=True)
+        processes = {"moto_server": moto, "gunicorn": gunicorn, "the realtime process": realtime}
+        while all(process.poll() is None for process in processes.values()):
             time.sleep(0.5)
-        which = "moto_server" if moto.poll() is not None else "gunicorn"
+        which = next(name for name, process in processes.items() if process.poll() is not None)
         print(f"{which} exited (see {STATE / 'moto.log'} and above); stopping.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -141,6 +155,7 @@ def serve(port: int, moto_port: int) -> int:
         print(f"make run: {failure} (see {STATE / 'moto.log'} and above)", file=sys.stderr)
         return 1
     finally:
+        stop(realtime)
         stop(gunicorn)
         stop(moto)
 
@@ -188,10 +203,11 @@ def sqlite_path(database_url: str) -> Path | None:
     return (ROOT / url.database).resolve()
 
 
-def banner(port: int) -> str:
+def banner(port: int, realtime_port: int = 8001) -> str:
     users = ", ".join(DEMO_USERS)
     return f"""
 Trellis is running on http://127.0.0.1:{port}  (Ctrl-C stops everything)
+Realtime WebSocket:   ws://127.0.0.1:{realtime_port}/v1/realtime  (docs/realtime.md)
 
 Demo users ({users}) are signed in through the emulated Cognito:
   make token AS=consumer          # prints an access token (AS=provider, AS=admin)

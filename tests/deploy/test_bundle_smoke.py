@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import yaml
+from websockets.sync.client import connect
 
 from deploy.bundle import build
 from devstack.cognito import LocalPool, provision, sign_in
@@ -44,14 +45,15 @@ def unpack(bundle: Path, into: Path) -> None:
                 path.chmod(mode)
 
 
-def nginx_config(app: Path, work: Path, listen: int, upstream: int) -> Path:
+def nginx_config(app: Path, work: Path, listen: int, upstream: int, realtime: int) -> Path:
     """nginx.conf shaped like the platform's: conf.d at http level, elasticbeanstalk/ in the
-    server. The bundle's files are used as they are, with only the upstream port changed."""
+    server. The bundle's files are used as they are, with only the upstream ports changed."""
     conf = work / "conf.d"
     (conf / "elasticbeanstalk").mkdir(parents=True)
     for source in (app / ".platform/nginx/conf.d").rglob("*.conf"):
         target = conf / source.relative_to(app / ".platform/nginx/conf.d")
-        target.write_text(source.read_text().replace("127.0.0.1:8000", f"127.0.0.1:{upstream}"))
+        text = source.read_text().replace("127.0.0.1:8000", f"127.0.0.1:{upstream}")
+        target.write_text(text.replace("127.0.0.1:8001", f"127.0.0.1:{realtime}"))
     work.chmod(0o755)
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (work / name).mkdir()
@@ -86,6 +88,7 @@ class Deployed(NamedTuple):
     base: str  # nginx, as the load balancer reaches it
     pool: LocalPool
     app: str  # gunicorn itself, behind nginx
+    logs: Path  # nginx's access and error logs
 
 
 @pytest.fixture(scope="module")
@@ -134,14 +137,28 @@ def deployed() -> Iterator[Deployed]:
             )
             processes.append(gunicorn)
             wait_for_http(f"http://127.0.0.1:{app_port}/healthz", gunicorn)
-            config = nginx_config(app, work / "nginx", nginx_port, app_port)
+            realtime_port = free_port()
+            line = re.search(r"^realtime:\s*(.+)$", procfile, re.M)
+            assert line, "Procfile has no realtime process"
+            command = line.group(1).replace("--port 8001", f"--port {realtime_port}")
+            realtime = subprocess.Popen(
+                ["bash", "-c", f"exec {command}"], cwd=app, env=env, start_new_session=True
+            )
+            processes.append(realtime)
+            wait_for_http(f"http://127.0.0.1:{realtime_port}/healthz", realtime)
+            config = nginx_config(app, work / "nginx", nginx_port, app_port, realtime_port)
             subprocess.run([NGINX, "-t", "-c", str(config)], check=True, capture_output=True)
             nginx = subprocess.Popen(
                 [NGINX, "-c", str(config), "-g", "daemon off;"], start_new_session=True
             )
             processes.append(nginx)
             wait_for_http(f"http://127.0.0.1:{nginx_port}/healthz", nginx)
-            yield Deployed(f"http://127.0.0.1:{nginx_port}", pool, f"http://127.0.0.1:{app_port}")
+            yield Deployed(
+                f"http://127.0.0.1:{nginx_port}",
+                pool,
+                f"http://127.0.0.1:{app_port}",
+                work / "nginx",
+            )
     finally:
         for process in reversed(processes):
             if process.poll() is None:
@@ -319,3 +336,22 @@ def test_request_lines_stop_at_gunicorns_8190_bytes_in_nginx(deployed: Deployed)
         response = requests.get(f"{deployed.base}{prefix}{query}", headers=headers, timeout=10)
         assert response.status_code == status, (line_length, response.text[:300])
         assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
+def test_a_websocket_through_nginx_reaches_the_realtime_process(deployed: Deployed) -> None:
+    """The bundle's nginx routes /v1/realtime to the Procfile's realtime process with the
+    Upgrade headers; the token (in Sec-WebSocket-Protocol) reaches no log."""
+    access = sign_in(deployed.pool, "consumer")["access"]
+    url = deployed.base.replace("http://", "ws://") + "/v1/realtime"
+    with connect(url, subprotocols=["trellis.v1", f"bearer.{access}"], open_timeout=10) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "trellis.v1"
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello["type"] == "authenticated"
+        ws.send(json.dumps({"type": "subscribe"}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "subscribed"
+        ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
+    logged = (deployed.logs / "access.log").read_text()
+    assert "/v1/realtime" in logged and access not in logged
+    # Anything else under /v1 still goes to gunicorn, and a plain GET is no upgrade.
+    assert requests.get(deployed.base + "/v1/realtime", timeout=10).status_code in (400, 426)

@@ -11,12 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
+from websockets.sync.client import connect
 
 from devstack.cognito import LocalPool, cognito_client, sign_in
 from devstack.processes import ROOT, free_port, stop
@@ -32,6 +33,7 @@ class Checkout:
     database: Path
     port: int
     moto_port: int
+    realtime_port: int = field(default_factory=free_port)
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -40,6 +42,7 @@ class Checkout:
             "DATABASE_URL": f"sqlite:///{self.database}",
             "PORT": str(self.port),
             "MOTO_PORT": str(self.moto_port),
+            "REALTIME_PORT": str(self.realtime_port),
             **extra,
         }
 
@@ -217,3 +220,25 @@ def test_a_database_used_by_other_identities_is_moved_aside(
     assert checkout.database.stat().st_size > 0  # migrated afresh
     token = sign_in(checkout.pool(), "consumer")["access"]
     assert call(checkout, token, "GET", "/v1/me")["id"]  # a users row in the fresh database
+
+
+def test_make_run_streams_changes_on_sqlite(
+    checkout: Checkout, running: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """The realtime process starts with the rest and its URL is printed; on SQLite (no
+    NOTIFY) it polls the feed: a change written through the API reaches the socket."""
+    log = tmp_path / "run.log"
+    start(checkout, running, log)
+    url = f"ws://127.0.0.1:{checkout.realtime_port}/v1/realtime"
+    assert url in log.read_text()
+    token = sign_in(checkout.pool(), "consumer")["access"]
+    with connect(url, open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "auth", "token": token}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "authenticated"
+        ws.send(json.dumps({"type": "subscribe"}))
+        after = json.loads(ws.recv(timeout=10))["after"]
+        record = {"op": "replace", "key": "theme", "value": "dark", "sync_count": 0}
+        call(checkout, token, "POST", "/v1/sync/datasets/prefs", json={"records": [record]})
+        change = json.loads(ws.recv(timeout=10))
+    assert change["type"] == "change" and change["seq"] == after + 1
+    assert change["kind"] == "sync" and change["data"]["dataset"] == "prefs"
