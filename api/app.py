@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         availability.bp,
         blocks.bp,
         data_exports.bp,
+        data_exports.files_bp,
         reports.bp,
         reports.admin_bp,
         media.bp,

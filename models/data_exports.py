@@ -52,3 +52,8 @@ class DataExport(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     ready_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
+    # The links to the user's files inside the document: Trellis's own URLs (this base, as
+    # the app reached the API when it asked) holding a token of which only the SHA-256 is
+    # kept. They answer with a fresh presigned GET until the export expires.
+    links_base_url: Mapped[str | None] = mapped_column(String(2048))
+    link_token_sha256: Mapped[str | None] = mapped_column(String(64))

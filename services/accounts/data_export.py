@@ -22,8 +22,11 @@ reason logged and kept in last_error.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import math
+import secrets
 import time
 import uuid
 import zlib
@@ -65,7 +68,8 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 # How long a built export (and every link in it) stays downloadable: SigV4's longest.
-LINK_SECONDS = 7 * 24 * 3600
+LINK_SECONDS = 7 * 24 * 3600  # how long a ready export can be downloaded
+DOWNLOAD_LINK_SECONDS = 3600  # one presigned link to it (GET the export again for another)
 CONTENT_TYPE = "application/gzip"
 READY_KIND = "data_export_ready"
 # Set on a session that created an export: after its commit the web builder is woken.
@@ -97,10 +101,13 @@ class ExportView:
 # --------------------------------------------------------------------------------------------
 
 
-def request_export(session: Session, *, user_id: uuid.UUID, per_day: int) -> ExportView:
+def request_export(
+    session: Session, *, user_id: uuid.UUID, per_day: int, links_base_url: str
+) -> ExportView:
     """A new pending export of the user's data. 409 (ExportInProgress) while one is pending;
     429 once `per_day` were asked for in the last 24 hours (Retry-After: when the oldest of
-    them is a day old). A user whose deletion is scheduled may still ask."""
+    them is a day old). A user whose deletion is scheduled may still ask. `links_base_url`
+    is the API's public base URL: the document's links to the user's files start with it."""
     # FOR NO KEY UPDATE on the users row, as deletion.py: a second request of the same user
     # waits here until the first commits, then sees its export in the checks below.
     locked = session.scalar(
@@ -133,6 +140,7 @@ def request_export(session: Session, *, user_id: uuid.UUID, per_day: int) -> Exp
         created_at=now,
         available_at=now,
         attempts=0,
+        links_base_url=links_base_url.rstrip("/"),
     )
     session.add(export)
     session.flush()
@@ -143,8 +151,9 @@ def request_export(session: Session, *, user_id: uuid.UUID, per_day: int) -> Exp
 def get_export(
     session: Session, store: ObjectStore, *, user_id: uuid.UUID, export_id: uuid.UUID
 ) -> ExportView:
-    """The caller's export; 404 for anyone else's. A ready one carries a presigned link
-    valid until it expires; past `expires_at` it is `expired` (the object is, or is about
+    """The caller's export; 404 for anyone else's. A ready one carries a fresh presigned
+    link valid for an hour at most (signed with the instance role's credentials, it could
+    not outlive them anyway); past `expires_at` it is `expired` (the object is, or is about
     to be, deleted by the clean-up)."""
     row = session.execute(
         select(
@@ -162,12 +171,79 @@ def get_export(
         return ExportView(export_id, "expired", row.created_at, expires_at=row.expires_at)
     if row.status != "ready" or row.key is None or row.expires_at is None:
         return ExportView(export_id, row.status, row.created_at, expires_at=row.expires_at)
-    seconds = max(1, min(LINK_SECONDS, int((row.expires_at - now).total_seconds())))
+    seconds = max(1, min(DOWNLOAD_LINK_SECONDS, int((row.expires_at - now).total_seconds())))
     try:
         url = store.presign_get(key=row.key, expires_in=seconds)
     except StorageUnavailable as exc:
         raise Unavailable("File storage is not reachable right now; retry shortly.") from exc
     return ExportView(export_id, "ready", row.created_at, url, row.expires_at, row.size_bytes)
+
+
+# --------------------------------------------------------------------------------------------
+# The links to the user's files inside the document
+# --------------------------------------------------------------------------------------------
+
+# A presigned S3 link lives no longer than the credentials that signed it, and on Elastic
+# Beanstalk those are the instance role's, rotated within hours: a link in a document meant
+# to be read for 7 days cannot be one. So the document links to Trellis, with a token of the
+# export's, and Trellis answers each click with a fresh short-lived presigned GET.
+FILE_LINK_SECONDS = 300
+
+
+class FileLinks:
+    """The links of one build: a new random token each build; only its hash is stored."""
+
+    def __init__(self, base_url: str, export_id: uuid.UUID) -> None:
+        self._prefix = f"{base_url}/exports/{export_id}/files/"
+        self._token = secrets.token_urlsafe(32)
+        self.token_sha256 = _sha256(self._token)
+
+    def url(self, upload_id: object) -> str:
+        return f"{self._prefix}{upload_id}?token={self._token}"
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def file_link(
+    session: Session,
+    store: ObjectStore,
+    *,
+    export_id: uuid.UUID,
+    upload_id: uuid.UUID,
+    token: str,
+    now: datetime | None = None,
+) -> str:
+    """A fresh presigned GET of a file listed in a ready export, for the holder of the
+    export's token; NotFound for anything else (a wrong token, an expired export, a file
+    deleted since, another user's), all alike so that nothing can be probed."""
+    now = now or utcnow()
+    found = session.execute(
+        select(Upload.key, DataExport.link_token_sha256)
+        .join(DataExport, DataExport.user_id == Upload.owner_id)
+        .where(
+            DataExport.id == export_id,
+            DataExport.status == "ready",
+            DataExport.expires_at > now,
+            Upload.id == upload_id,
+            Upload.status == "ready",
+            Upload.created_at <= DataExport.ready_at,  # only files the document lists
+        )
+    ).first()
+    if (
+        found is None
+        or found.link_token_sha256 is None
+        or not hmac.compare_digest(found.link_token_sha256, _sha256(token))
+    ):
+        raise NotFound(
+            "No such file, or the link has expired: the links in a data export work until "
+            "the export expires (7 days after it was built). Ask for a new export."
+        )
+    try:
+        return store.presign_get(key=found.key, expires_in=FILE_LINK_SECONDS)
+    except StorageUnavailable as exc:
+        raise Unavailable("The file store cannot sign a link right now.") from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,6 +264,7 @@ class _Claim:
     id: uuid.UUID
     user_id: uuid.UUID
     attempt: int
+    links_base_url: str = ""
 
 
 def build_pending(
@@ -236,7 +313,7 @@ def _claim(
             return _Claim(export.id, export.user_id, 0)
         export.attempts += 1
         export.available_at = now + timedelta(seconds=settings.data_export_lease_seconds)
-        return _Claim(export.id, export.user_id, export.attempts)
+        return _Claim(export.id, export.user_id, export.attempts, export.links_base_url or "")
 
 
 def _build(
@@ -248,11 +325,12 @@ def _build(
     stats: BuildStats,
 ) -> None:
     key = export_key(claim.user_id, claim.id)
+    links = FileLinks(claim.links_base_url or settings.api_public_url or "", claim.id)
     try:
         target = store.open_write(key, content_type=CONTENT_TYPE)
         try:
             with sessions() as reader:
-                write_document(reader, store, target, claim.user_id, claim.id, now)
+                write_document(reader, links, target, claim.user_id, claim.id, now)
             size = target.commit()
         except BaseException:
             target.abort()
@@ -266,6 +344,7 @@ def _build(
         if export is None:
             return  # another builder took it over after our lease ran out
         export.status, export.key, export.size_bytes = "ready", key, size
+        export.link_token_sha256 = links.token_sha256
         export.ready_at, export.expires_at = now, now + timedelta(seconds=LINK_SECONDS)
         export.last_error = None
         # The inbox entry and its push commit with the export's readiness, or neither does.
@@ -416,7 +495,7 @@ class JsonStream:
 
 def write_document(
     session: Session,
-    store: ObjectStore,
+    links: FileLinks,
     target: ExportObject,
     user_id: uuid.UUID,
     export_id: uuid.UUID,
@@ -438,7 +517,7 @@ def write_document(
     doc.items("written", _reviews(session, Review.consumer_id == user_id))
     doc.items("received", _reviews(session, Review.provider_id == user_id))
     doc.close(b"}")
-    doc.items("uploads", _uploads(session, store, user_id))
+    doc.items("uploads", _uploads(session, links, user_id))
     doc.items("devices", _rows(session, _DEVICES.where(Device.user_id == user_id)))
     doc.items(
         "notifications", _rows(session, _NOTIFICATIONS.where(Notification.user_id == user_id))
@@ -605,8 +684,8 @@ def _reviews(session: Session, whose: Any) -> Iterator[dict[str, Any]]:
         yield review
 
 
-def _uploads(session: Session, store: ObjectStore, user_id: uuid.UUID) -> Iterator[dict[str, Any]]:
-    """The user's uploads; ready ones with a link valid 7 days (presigning is local)."""
+def _uploads(session: Session, links: FileLinks, user_id: uuid.UUID) -> Iterator[dict[str, Any]]:
+    """The user's uploads; ready ones with a link that works as long as the export does."""
     query = select(
         Upload.id,
         Upload.purpose,
@@ -617,14 +696,10 @@ def _uploads(session: Session, store: ObjectStore, user_id: uuid.UUID) -> Iterat
         Upload.status,
         Upload.created_at,
         Upload.completed_at,
-        Upload.key,
     ).where(Upload.owner_id == user_id)
     for upload in _rows(session, query.order_by(Upload.created_at, Upload.id)):
-        key = upload.pop("key")  # the bucket's layout is not the user's data
         ready = upload["status"] == "ready"
-        upload["download_url"] = (
-            store.presign_get(key=key, expires_in=LINK_SECONDS) if ready else None
-        )
+        upload["download_url"] = links.url(upload["id"]) if ready else None
         yield upload
 
 

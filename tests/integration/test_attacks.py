@@ -165,6 +165,9 @@ STRANGER_BODIES = {
     "roles": {"role": "admin"},
 }
 UUID_ARGUMENT = re.compile(r"<uuid:(\w+)>")
+# Routes whose credential is a token in the query, not the caller: the links inside a data
+# export. Tested below for a stranger and in test_data_exports for every wrong token.
+TOKEN_ROUTES = {"/exports/<uuid:export_id>/files/<uuid:upload_id>"}
 
 
 def object_routes(app: Flask) -> list[tuple[str, str, str]]:
@@ -172,7 +175,7 @@ def object_routes(app: Flask) -> list[tuple[str, str, str]]:
     routes = []
     for rule in app.url_map.iter_rules():
         names = UUID_ARGUMENT.findall(rule.rule)
-        if names:
+        if names and rule.rule not in TOKEN_ROUTES:
             assert len(names) == 1, rule.rule
             for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
                 routes.append((method, rule.rule, names[0]))
@@ -229,6 +232,15 @@ def test_a_stranger_cannot_reach_any_object(app: Flask, world: World) -> None:
     assert note["read"] is False
     assert _ok(consumer.get(f"/v1/bookings/{world.ids['accepted']}"))["status"] == "accepted"
     assert _ok(world.admin.get("/v1/blocks"))["items"] == [admins_block]
+
+
+def test_a_stranger_cannot_open_a_file_through_an_export_link(app: Flask, world: World) -> None:
+    assert {rule.rule for rule in app.url_map.iter_rules()} >= TOKEN_ROUTES
+    path = f"/exports/{world.ids['export_id']}/files/{world.ids['upload_id']}"
+    for actor in (world.stranger, world.consumer):  # the owner too: the token is the key
+        guessed = actor.client.get(f"{path}?token=guess", headers=actor.headers())
+        assert guessed.status_code == 404, guessed.get_data(as_text=True)
+        assert actor.client.get(path, headers=actor.headers()).status_code == 422
 
 
 def test_a_stranger_cannot_report_what_they_cannot_see(world: World) -> None:

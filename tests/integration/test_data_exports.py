@@ -114,7 +114,7 @@ def test_an_export_holds_every_section_and_the_user_is_told(
     shown = _ok(consumer.get(f"/v1/me/exports/{asked['id']}"))
     assert shown["status"] == "ready"
     key = f"users/{consumer.id}/exports/{asked['id']}.json.gz"
-    assert shown["download_url"].startswith(f"https://uploads.example/bucket/{key}?expires=")
+    assert shown["download_url"] == f"https://uploads.example/bucket/{key}?expires=3600"
     assert shown["size_bytes"] == len(store.contents[key])
     expires = datetime.fromisoformat(shown["expires_at"])
     assert timedelta(days=6, hours=23) < expires - datetime.now(UTC) <= timedelta(days=7)
@@ -143,7 +143,10 @@ def test_an_export_holds_every_section_and_the_user_is_told(
     assert doc["reviews"]["received"] == []
     [shared] = doc["uploads"]
     assert shared["id"] == upload["id"] and shared["status"] == "ready"
-    assert shared["download_url"].endswith(f"expires={7 * 24 * 3600}")
+    # A link to Trellis (as the app reached it), which presigns a fresh GET on each click.
+    link = f"http://localhost/exports/{asked['id']}/files/{upload['id']}?token="
+    assert shared["download_url"].startswith(link)
+    assert "users/" not in shared["download_url"]  # the bucket's layout is not the user's data
     [phone] = doc["devices"]
     assert phone["platform"] == "ios" and "token" not in phone and "endpoint_arn" not in phone
     [dataset] = doc["sync_datasets"]
@@ -180,6 +183,118 @@ def _record(key: str, value: Any) -> dict[str, Any]:
 
 def _event(name: str) -> dict[str, Any]:
     return {"name": name, "timestamp": utcnow().isoformat()}
+
+
+def _export_with_a_file(
+    actor: Actor, components: Components, store: FakeStore, session: Session
+) -> tuple[str, str, str]:
+    """A ready export listing one ready upload: (export id, upload id, the file's link)."""
+    upload = _ok(
+        actor.post(
+            "/v1/uploads", json={"purpose": "avatar", "content_type": "image/png", "size_bytes": 10}
+        ),
+        201,
+    )
+    key = session.scalar(select(Upload.key).where(Upload.id == uuid.UUID(upload["id"])))
+    assert key is not None
+    store.objects[key] = StoredObject(10, "image/png")
+    _ok(actor.post(f"/v1/uploads/{upload['id']}/complete"))
+    asked = ask(actor)
+    assert build(components, store).built == 1
+    [listed] = document(store, actor.id, asked["id"])["uploads"]
+    return asked["id"], upload["id"], listed["download_url"]
+
+
+def _path(link: str) -> str:
+    return link.removeprefix("http://localhost")
+
+
+def test_a_file_link_in_the_document_redirects_to_a_fresh_presigned_get(
+    actors: Any, client: Any, components: Components, store: FakeStore, session: Session
+) -> None:
+    user = actors("consumer")
+    export_id, upload_id, link = _export_with_a_file(user, components, store, session)
+    key = session.scalar(select(Upload.key).where(Upload.id == uuid.UUID(upload_id)))
+    # No sign-in: the document is opened wherever it travelled; the token is the credential.
+    opened = client.get(_path(link))
+    assert opened.status_code == 302, opened.get_data(as_text=True)
+    assert opened.headers["Location"] == f"https://uploads.example/bucket/{key}?expires=300"
+    assert opened.headers["Cache-Control"] == "no-store"
+    # Only the token's hash is kept.
+    token = link.split("token=", 1)[1]
+    assert token not in str(export_row(session, export_id).link_token_sha256)
+
+
+def test_a_file_link_is_refused_alike_for_every_wrong_case(
+    actors: Any, client: Any, components: Components, store: FakeStore, session: Session
+) -> None:
+    user, other = actors("consumer"), actors("provider")
+    export_id, upload_id, link = _export_with_a_file(user, components, store, session)
+    other_export, other_upload, other_link = _export_with_a_file(other, components, store, session)
+    token = link.split("token=", 1)[1]
+    wrong = [
+        f"/exports/{export_id}/files/{upload_id}?token=x{token[1:]}",  # not the token
+        f"/exports/{export_id}/files/{upload_id}",  # no token: 422 below
+        f"/exports/{other_export}/files/{upload_id}?token={token}",  # another export
+        f"/exports/{export_id}/files/{other_upload}?token={token}",  # another's file
+        f"/exports/{uuid.uuid4()}/files/{upload_id}?token={token}",  # no such export
+    ]
+    statuses = [client.get(path).status_code for path in wrong]
+    assert statuses == [404, 422, 404, 404, 404]
+    refused = client.get(wrong[0])
+    assert refused.content_type == "application/problem+json"
+    assert "Ask for a new export" in refused.get_json()["detail"]
+    # The other user's link still works: refusals are per link, not a lock-out.
+    assert client.get(_path(other_link)).status_code == 302
+
+    # A file made after the export was built is not in it: its id with the token is refused.
+    later = _ok(
+        user.post(
+            "/v1/uploads", json={"purpose": "avatar", "content_type": "image/png", "size_bytes": 10}
+        ),
+        201,
+    )
+    session.execute(
+        update(Upload).where(Upload.id == uuid.UUID(later["id"])).values(status="ready")
+    )
+    session.commit()
+    assert (
+        client.get(f"/exports/{export_id}/files/{later['id']}?token={token}").status_code == 404
+    )
+
+    # The file deleted since: gone from the link too.
+    assert user.delete(f"/v1/uploads/{upload_id}").status_code == 204
+    assert client.get(_path(link)).status_code == 404
+
+
+def test_file_links_stop_working_when_the_export_expires(
+    actors: Any, client: Any, components: Components, store: FakeStore, session: Session
+) -> None:
+    user = actors("consumer")
+    export_id, _, link = _export_with_a_file(user, components, store, session)
+    assert client.get(_path(link)).status_code == 302
+    session.execute(
+        update(DataExport)
+        .where(DataExport.id == uuid.UUID(export_id))
+        .values(expires_at=utcnow() - timedelta(seconds=1))
+    )
+    session.commit()
+    assert client.get(_path(link)).status_code == 404  # past expires_at, before the clean-up
+    build(components, store)  # the clean-up marks it expired
+    assert export_row(session, export_id).status == "expired"
+    assert client.get(_path(link)).status_code == 404
+
+
+def test_the_links_use_the_public_base_url_when_it_is_set(
+    build: BuildComponents, database_url: str, store: FakeStore, signing_key: Any, session: Session
+) -> None:
+    from tests.support.actors import make_actor
+
+    public = "https://api.example.com/trellis"
+    components = build(make_settings(database_url, API_PUBLIC_URL=public))
+    user = make_actor(make_app(components).test_client(), signing_key, "consumer")
+    export_id, upload_id, link = _export_with_a_file(user, components, store, session)
+    assert link.startswith(f"{public}/exports/{export_id}/files/{upload_id}?token=")
 
 
 def test_one_pending_export_at_a_time(actors: Any) -> None:
