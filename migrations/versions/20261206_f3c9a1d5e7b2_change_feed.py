@@ -1,7 +1,7 @@
 """the change feed: per-user numbered changes
 
 Revision ID: f3c9a1d5e7b2
-Revises: d7e2a4f81c3b
+Revises: e8b1f4c2a7d3
 Create Date: 2026-12-06 03:00:00
 
 - `change_sequences`: each user's last change number (services/realtime/feed.py takes the
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "f3c9a1d5e7b2"
-down_revision: str | None = "d7e2a4f81c3b"
+down_revision: str | None = "e8b1f4c2a7d3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
