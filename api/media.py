@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from api.auth import current_user
 from api.context import components, unit
@@ -27,7 +27,7 @@ from api.schemas.media import (
 )
 from services import uploads
 from services.base.errors import ValidationFailed
-from services.messaging import devices, notifications
+from services.messaging import devices, notifications, texts
 
 bp = Blueprint("media", __name__, url_prefix="/v1")
 
@@ -156,6 +156,7 @@ def register_device(body: DeviceCreate) -> Device:
         token=body.token,
         app_version=body.app_version,
         locale=body.locale,
+        time_zone=body.time_zone,
     )
     return Device.model_validate(view, from_attributes=True)
 
@@ -214,12 +215,17 @@ def send_notification(body: NotificationCreate) -> Notification:
     response=NotificationPage,
 )
 def list_notifications(query: NotificationQuery) -> NotificationPage:
+    """Trellis's own notifications (bookings, messages) are written in the language
+    `Accept-Language` asks for (English or German), else in that of your most recently
+    seen device (`locale`), else English; times in that device's `time_zone`, else the
+    provider's, else UTC. A provider's notification is shown as they wrote it."""
     page = notifications.inbox(
         unit().session,
         user_id=current_user().id,
         unread=query.unread,
         cursor=query.cursor,
         limit=query.limit,
+        reader=_reader(),
     )
     return NotificationPage(
         items=[Notification.model_validate(v, from_attributes=True) for v in page.items],
@@ -235,10 +241,20 @@ def list_notifications(query: NotificationQuery) -> NotificationPage:
     response=Notification,
 )
 def read_notification(notification_id: uuid.UUID) -> Notification:
+    """In the language and zone GET /v1/notifications uses."""
     view = notifications.mark_read(
-        unit().session, user_id=current_user().id, notification_id=notification_id
+        unit().session,
+        user_id=current_user().id,
+        notification_id=notification_id,
+        reader=_reader(),
     )
     return Notification.model_validate(view, from_attributes=True)
+
+
+def _reader() -> texts.Reader:
+    """Whom the inbox is rendered for: Accept-Language, else the caller's latest device."""
+    wanted = [tag for tag, _ in request.accept_languages]
+    return notifications.reader_of(unit().session, current_user().id, wanted)
 
 
 @bp.post("/notifications/read-all")

@@ -51,6 +51,8 @@ class Device(Base):
     enabled: Mapped[bool] = mapped_column(default=True)
     app_version: Mapped[str | None] = mapped_column(String(32))
     locale: Mapped[str | None] = mapped_column(String(35))
+    # IANA zone the phone shows times in (services/messaging/texts.py); None: not told.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -64,6 +66,10 @@ class Notification(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     kind: Mapped[str] = mapped_column(String(40))
+    # Trellis's own notifications: the event (texts.Message: id, params, zone), rendered per
+    # reader; title and body then hold its English text (what code before it reads).
+    # NULL: title and body are the text itself (a provider's notification, older rows).
+    message: Mapped[dict[str, object] | None] = mapped_column(JSON)
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

@@ -14,6 +14,7 @@ from pydantic import (
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
+    field_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -24,6 +25,7 @@ from services.messaging.notifications import (
     RESERVED_KEY_MESSAGE,
     reserved_data_key,
 )
+from services.messaging.texts import known_zones
 
 Purpose = Literal["avatar", "booking_attachment", "provider_document"]
 # Wherever a person is shown (services/media_urls.py).
@@ -101,7 +103,24 @@ class DeviceCreate(StrictModel):
             str, StringConstraints(max_length=35, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
         ]
         | None
-    ) = Field(None, examples=["de-DE"])
+    ) = Field(
+        None,
+        examples=["de-DE"],
+        description="the language of its pushes: German (de) or English (en; any other too)",
+    )
+    time_zone: str | None = Field(
+        None,
+        max_length=64,
+        examples=["Europe/Berlin"],
+        description="IANA zone its pushes show times in; default: the provider's, else UTC",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None and value not in known_zones():
+            raise ValueError("must be an IANA time zone such as Europe/Berlin")
+        return value
 
 
 class Device(BaseModel):
@@ -110,6 +129,7 @@ class Device(BaseModel):
     enabled: bool = Field(description="false once the push service reported it gone")
     app_version: str | None
     locale: str | None
+    time_zone: str | None
     created_at: datetime
     last_seen_at: datetime
 

@@ -711,6 +711,7 @@ _DEVICES = select(
     Device.platform,
     Device.app_version,
     Device.locale,
+    Device.time_zone,
     Device.enabled,
     Device.created_at,
     Device.last_seen_at,

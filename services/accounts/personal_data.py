@@ -83,7 +83,9 @@ PERSONAL_DATA: dict[str, Table] = {
     "provider_profiles": Table(
         (deletes("user_id"),), deleted=("display_name", "bio", "lat", "lng", "hourly_rate_cents")
     ),
-    "devices": Table((deletes("user_id"),), deleted=("token", "endpoint_arn", "locale")),
+    "devices": Table(
+        (deletes("user_id"),), deleted=("token", "endpoint_arn", "locale", "time_zone")
+    ),
     # The user's data exports; their documents under users/{id}/exports/ go with the prefix.
     "data_exports": Table((deletes("user_id"),), deleted=("key", "last_error")),
     # Pushes and inbox entries to the user, and those they sent to others: a notification's
@@ -93,7 +95,8 @@ PERSONAL_DATA: dict[str, Table] = {
         deleted=("payload", "delivered_to"),
     ),
     "notifications": Table(
-        (deletes("user_id"), deletes("sender_id")), deleted=("title", "body", "data")
+        (deletes("user_id"), deletes("sender_id")),
+        deleted=("title", "body", "data", "message"),
     ),
     "sync_records": Table(
         (deletes("dataset_id", via=("sync_datasets", "user_id")),), deleted=("key", "value")

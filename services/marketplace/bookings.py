@@ -64,8 +64,7 @@ from services.marketplace.process import (
 )
 from services.marketplace.providers import require_active_provider
 from services.marketplace.slots import DEFAULT_STEP_MINUTES, busy_times, free_slots
-from services.messaging.notifications import booking_changed, notify
-from services.messaging.outbox import deep_link
+from services.messaging.notifications import booking_changed, booking_reminder
 from services.realtime import feed
 
 __all__ = ["STATUSES", "TRANSITIONS", "Action", "Party", "Transition"]
@@ -76,17 +75,6 @@ SYSTEM = "system"  # actor_role of what a timer did (actor_id null)
 
 
 # What the other party (both, for a timer) is told: by action, or by timer.
-NOTICES: dict[str, str] = {
-    "accept": "Your booking was accepted",
-    "decline": "Your booking request was declined",
-    "start": "Your booking has started",
-    "complete": "Your booking is complete: how did it go?",
-    "cancel": "The booking was cancelled",
-    "expire": "The booking request expired without an answer",
-    "auto_complete": "Your booking is complete: how did it go?",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class MoveView:
     """A `rescheduled` history entry's times: before and after."""
@@ -251,12 +239,7 @@ def create_booking(
     session.flush()
     set_timers(session, booking, policy, now)
     feed.booking_changed(session, booking, "requested")
-    booking_changed(
-        session,
-        booking,
-        actor_id=consumer.id,
-        text=f"New {data.category} booking request for {data.scheduled_at:%Y-%m-%d %H:%M} UTC",
-    )
+    booking_changed(session, booking, actor_id=consumer.id, event="requested")
     return _detail(session, booking, [_event_view(event)])
 
 
@@ -298,9 +281,8 @@ def transition(
     event = _event(booking, booking.status, rule.target, actor.id, party, reason, now)
     _move_to(session, booking, rule.target, policy, now)
     session.add(event)
-    text = NOTICES[action] + (f": {reason}" if reason else "")
     feed.booking_changed(session, booking, action)
-    booking_changed(session, booking, actor_id=actor.id, text=text)
+    booking_changed(session, booking, actor_id=actor.id, event=action, reason=reason)
     session.flush()
     return _detail(session, booking, _history(session, booking_id))
 
@@ -403,36 +385,14 @@ def fire_timer(
     if rule.target is None:  # the reminder
         if booking.scheduled_at <= now:
             return False
-        _remind(session, booking)
+        booking_reminder(session, booking, now)
         return True
     event = _event(booking, booking.status, rule.target, None, SYSTEM, None, now)
     session.add(event)
     _move_to(session, booking, rule.target, policy, now)
     feed.booking_changed(session, booking, kind)
-    booking_changed(session, booking, actor_id=None, text=NOTICES[kind])
+    booking_changed(session, booking, actor_id=None, event=kind)
     return True
-
-
-def _remind(session: Session, booking: Booking) -> None:
-    """Both parties (those whose account still exists) are reminded of the booking."""
-    data = {
-        "booking_id": str(booking.id),
-        "status": booking.status,
-        "deep_link": deep_link("bookings", booking.id),
-        "starts_at": booking.scheduled_at.isoformat(),
-    }
-    when = f"{booking.scheduled_at:%Y-%m-%d %H:%M} UTC"
-    text = f"Reminder: your {booking.category} booking starts at {when}"
-    for recipient in (booking.consumer_id, booking.provider_id):
-        if recipient is not None:
-            notify(
-                session,
-                user_id=recipient,
-                kind="booking.reminder",
-                title="Booking reminder",
-                body=text,
-                data=data,
-            )
 
 
 # pg_advisory_xact_lock(_TIME_LOCK, provider): accepts of one provider's bookings queue up.

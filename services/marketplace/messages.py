@@ -22,7 +22,7 @@ from services.base.content_filter import ContentFilter, flag
 from services.base.errors import AccountDeleted, Blocked, Forbidden, NotFound, ValidationFailed
 from services.base.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
 from services.marketplace.bookings import lock_booking, party_of
-from services.messaging import outbox
+from services.messaging import outbox, texts
 from services.messaging.notifications import notify
 from services.realtime import feed
 
@@ -77,8 +77,7 @@ def post_message(
         session,
         user_id=recipient,
         kind="message.new",
-        title="New message",
-        body=body if len(body) <= 140 else body[:139] + "…",
+        message=texts.Message("message.new", {"text": _preview(body)}),
         data={
             "booking_id": str(booking_id),
             "message_id": str(message.id),
@@ -88,6 +87,11 @@ def post_message(
     )
     session.flush()
     return message
+
+
+def _preview(body: str) -> str:
+    """A message as its push shows it: its first 140 characters."""
+    return body if len(body) <= 140 else body[:139] + "…"
 
 
 def _take_next_seq(session: Session, booking_id: uuid.UUID, sender: UserView, now: datetime) -> Any:

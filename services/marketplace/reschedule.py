@@ -79,12 +79,7 @@ def propose(
     booking.reschedule_ends_at = ends_at
     booking.updated_at = now
     feed.booking_changed(session, booking, "reschedule_proposed")
-    booking_changed(
-        session,
-        booking,
-        actor_id=actor.id,
-        text=f"A new time is proposed for your booking: {starts_at:%Y-%m-%d %H:%M} UTC",
-    )
+    booking_changed(session, booking, actor_id=actor.id, event="reschedule_proposed")
     session.flush()
     return detail_of(session, booking)
 
@@ -112,7 +107,7 @@ def answer(
     booking.updated_at = now
     if not accept:
         feed.booking_changed(session, booking, "reschedule_declined")
-        booking_changed(session, booking, actor_id=actor.id, text="The new time was declined")
+        booking_changed(session, booking, actor_id=actor.id, event="reschedule_declined")
         session.flush()
         return detail_of(session, booking)
     if starts_at <= now:
@@ -148,12 +143,7 @@ def answer(
     session.add(event)
     set_timers(session, booking, policy, now)
     feed.booking_changed(session, booking, "rescheduled")
-    booking_changed(
-        session,
-        booking,
-        actor_id=actor.id,
-        text=f"Your booking was moved to {starts_at:%Y-%m-%d %H:%M} UTC",
-    )
+    booking_changed(session, booking, actor_id=actor.id, event="rescheduled")
     session.flush()
     return detail_of(session, booking)
 

@@ -26,6 +26,7 @@ class DeviceView:
     enabled: bool
     app_version: str | None
     locale: str | None
+    time_zone: str | None
     created_at: datetime
     last_seen_at: datetime
 
@@ -39,9 +40,12 @@ def register_device(
     token: str,
     app_version: str | None,
     locale: str | None,
+    time_zone: str | None = None,
 ) -> DeviceView:
     """Idempotent: the same token again updates and re-enables it; a token that moved to
-    another user (a shared or resold phone) is reassigned to the caller."""
+    another user (a shared or resold phone) is reassigned to the caller. `locale` and
+    `time_zone` (IANA) choose the language and zone of its pushes (services/messaging/
+    texts.py); each registration sets both, so a phone that moved zones says so again."""
     existing = session.scalar(
         select(Device).where(Device.platform == platform, Device.token == token)
     )
@@ -61,6 +65,7 @@ def register_device(
         "enabled": True,
         "app_version": app_version,
         "locale": locale,
+        "time_zone": time_zone,
         "last_seen_at": now,
     }
     insert_ignoring_conflict(
@@ -128,5 +133,12 @@ def delete_device(
 
 def _view(d: Device) -> DeviceView:
     return DeviceView(
-        d.id, d.platform, d.enabled, d.app_version, d.locale, d.created_at, d.last_seen_at
+        d.id,
+        d.platform,
+        d.enabled,
+        d.app_version,
+        d.locale,
+        d.time_zone,
+        d.created_at,
+        d.last_seen_at,
     )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from models import Booking, Notification, User
+from models import Availability, Booking, Device, Notification, User
 from models.base import utcnow
 from services.accounts.blocks import either_blocked
 from services.accounts.users import (
@@ -19,7 +20,7 @@ from services.accounts.users import (
 )
 from services.base.errors import Blocked, FieldError, NotFound, RateLimited, ValidationFailed
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
-from services.messaging import outbox
+from services.messaging import outbox, texts
 from services.realtime import feed
 
 # Keys Trellis itself writes: into a provider notification's data (booking_id, deep_link:
@@ -59,16 +60,26 @@ def notify(
     *,
     user_id: uuid.UUID,
     kind: str,
-    title: str,
-    body: str,
     data: dict[str, str],
+    title: str = "",
+    body: str = "",
+    message: texts.Message | None = None,
     sender_id: uuid.UUID | None = None,
 ) -> Notification:
-    """An inbox entry and its push, in the caller's transaction (no commit here)."""
+    """An inbox entry and its push, in the caller's transaction (no commit here).
+
+    Trellis's own notifications pass `message` (the event, rendered per reader: each
+    device in its language and zone, the inbox in the caller's); `title` and `body` then
+    store its English text. Without one, `title` and `body` are the text (a provider's)."""
+    stored = None
+    if message is not None:
+        title, body = texts.render(message)
+        stored = message.as_json()
     note = Notification(
         id=uuid.uuid4(),
         user_id=user_id,
         kind=kind,
+        message=stored,
         title=title,
         body=body,
         data=data,
@@ -77,35 +88,98 @@ def notify(
     )
     session.add(note)
     data = feed.notification_data(session, note)  # its push carries the feed entry's seq
-    outbox.enqueue(
-        session,
-        user_id=user_id,
-        notification_id=note.id,
-        payload={"kind": kind, "title": title, "body": body, "data": data},
-    )
+    payload: dict[str, Any] = {"kind": kind, "title": title, "body": body, "data": data}
+    if stored is not None:
+        payload["message"] = stored
+    outbox.enqueue(session, user_id=user_id, notification_id=note.id, payload=payload)
     return note
 
 
 def booking_changed(
-    session: Session, booking: Booking, *, actor_id: uuid.UUID | None, text: str
+    session: Session,
+    booking: Booking,
+    *,
+    actor_id: uuid.UUID | None,
+    event: str,
+    reason: str | None = None,
 ) -> None:
     """Tell the booking's other party (both, if an admin or a timer acted: actor_id None)
-    what just happened; a party whose account was purged is no one to tell."""
+    what just happened; a party whose account was purged is no one to tell. `event` names
+    the message (texts.MESSAGES["booking.<event>"]): an action, a timer, or a reschedule
+    step."""
     data = {
         "booking_id": str(booking.id),
         "status": booking.status,
         "deep_link": outbox.deep_link("bookings", booking.id),
     }
+    params: dict[str, str | int] = {
+        "category": booking.category,
+        "starts_at": booking.scheduled_at.isoformat(),
+    }
+    if booking.reschedule_starts_at is not None:
+        params["proposed_at"] = booking.reschedule_starts_at.isoformat()
+    if reason:
+        params["reason"] = reason
+    message = texts.Message(f"booking.{event}", params, _provider_zone(session, booking))
     for recipient in {booking.consumer_id, booking.provider_id} - {actor_id, None}:
         notify(
             session,
             user_id=recipient,
             kind=f"booking.{booking.status}",
-            title="Booking update",
-            body=text,
+            message=message,
             data=data,
             sender_id=actor_id,
         )
+
+
+def booking_reminder(session: Session, booking: Booking, now: datetime) -> None:
+    """Both parties (those whose account still exists) are reminded of the booking."""
+    data = {
+        "booking_id": str(booking.id),
+        "status": booking.status,
+        "deep_link": outbox.deep_link("bookings", booking.id),
+        "starts_at": booking.scheduled_at.isoformat(),
+    }
+    minutes = -(-(booking.scheduled_at - now) // timedelta(minutes=1))  # rounded up
+    params: dict[str, str | int] = {
+        "category": booking.category,
+        "starts_at": booking.scheduled_at.isoformat(),
+        "count": max(1, minutes),
+    }
+    message = texts.Message("booking.reminder", params, _provider_zone(session, booking))
+    for recipient in (booking.consumer_id, booking.provider_id):
+        if recipient is not None:
+            notify(session, user_id=recipient, kind="booking.reminder", message=message, data=data)
+
+
+def _provider_zone(session: Session, booking: Booking) -> str | None:
+    """The zone of the provider's availability: times are shown in it to a reader whose
+    device names none (the provider's working hours are where the booking happens)."""
+    if booking.provider_id is None:
+        return None
+    return session.scalar(
+        select(Availability.time_zone).where(Availability.provider_id == booking.provider_id)
+    )
+
+
+def reader_of(
+    session: Session, user_id: uuid.UUID, accept_language: list[str] | None = None
+) -> texts.Reader:
+    """Whom the inbox renders for: the language the request asks for (Accept-Language, in
+    its order of preference, the first one Trellis has a catalog for), else that of the
+    user's most recently seen device, else English; times in that device's zone."""
+    latest = session.execute(
+        select(Device.locale, Device.time_zone)
+        .where(Device.user_id == user_id)
+        .order_by(Device.last_seen_at.desc(), Device.id)
+        .limit(1)
+    ).first()
+    locale, zone = (latest.locale, latest.time_zone) if latest is not None else (None, None)
+    for tag in accept_language or ():
+        if texts.has_catalog(tag):
+            locale = tag
+            break
+    return texts.Reader(locale, zone)
 
 
 def send_from_provider(
@@ -181,9 +255,15 @@ def send_from_provider(
 
 
 def inbox(
-    session: Session, *, user_id: uuid.UUID, unread: bool | None, cursor: str | None, limit: int
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    unread: bool | None,
+    cursor: str | None,
+    limit: int,
+    reader: texts.Reader = texts.ENGLISH,
 ) -> Page[NotificationView]:
-    """The user's notifications, newest first."""
+    """The user's notifications, newest first, in the reader's language and zone."""
     n = Notification
     scope = scope_of("inbox", str(user_id), unread)
     query = select(n).where(n.user_id == user_id)
@@ -195,12 +275,16 @@ def inbox(
             or_(n.created_at < created_at, and_(n.created_at == created_at, n.id < after_id))
         )
     rows = session.scalars(query.order_by(n.created_at.desc(), n.id.desc()).limit(limit + 1))
-    views = [_view(note) for note in rows]
+    views = [_view(note, reader) for note in rows]
     return page_of(views, limit, scope, lambda v: [v.created_at.isoformat(), str(v.id)])
 
 
 def mark_read(
-    session: Session, *, user_id: uuid.UUID, notification_id: uuid.UUID
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    notification_id: uuid.UUID,
+    reader: texts.Reader = texts.ENGLISH,
 ) -> NotificationView:
     """Idempotent; 404 unless the notification is the user's."""
     note = session.get(Notification, notification_id)
@@ -209,7 +293,7 @@ def mark_read(
     if note.read_at is None:
         note.read_at = utcnow()
     session.flush()
-    return _view(note)
+    return _view(note, reader)
 
 
 def mark_all_read(session: Session, *, user_id: uuid.UUID) -> int:
@@ -222,12 +306,15 @@ def mark_all_read(session: Session, *, user_id: uuid.UUID) -> int:
     return result.rowcount
 
 
-def _view(n: Notification) -> NotificationView:
+def _view(n: Notification, reader: texts.Reader = texts.ENGLISH) -> NotificationView:
+    title, body = n.title, n.body
+    if n.message is not None:
+        title, body = texts.render(texts.Message.from_json(n.message), reader)
     return NotificationView(
         n.id,
         n.kind,
-        n.title,
-        n.body,
+        title,
+        body,
         outbox.trellis_links_only(dict(n.data or {})),  # rows from before links were checked
         n.sender_id,
         n.read_at is not None,

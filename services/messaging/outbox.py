@@ -24,6 +24,7 @@ from models.base import utcnow
 from services.aws.sns import EndpointGone, PushGateway, PushUnavailable
 from services.base.background import WakeableLoop
 from services.base.unit_of_work import transaction
+from services.messaging import texts
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,10 @@ def _deliver(
     error: str | None = None
     for device in pending:
         try:
+            reader = texts.Reader(device.locale, device.time_zone)
             push.publish(
-                arn=device.endpoint_arn, message=sns_message(device.platform, message, badge)
+                arn=device.endpoint_arn,
+                message=sns_message(device.platform, message, badge, reader),
             )
             done.add(str(device.id))
         except EndpointGone:
@@ -208,8 +211,12 @@ def _unread(session: Session, user_id: uuid.UUID) -> int:
     )
 
 
-def sns_message(platform: str, message: OutboxMessage, badge: int) -> str:
-    """SNS MessageStructure=json: an APNs and an FCM (HTTP v1) payload, built per platform."""
+def sns_message(
+    platform: str, message: OutboxMessage, badge: int, reader: texts.Reader = texts.ENGLISH
+) -> str:
+    """SNS MessageStructure=json: an APNs and an FCM (HTTP v1) payload, built per platform,
+    its text rendered for the device (`reader`: its locale and zone) when the push carries
+    Trellis's event (`message`); a provider's text goes as it was written."""
     payload = message.payload
     data = trellis_links_only({str(k): str(v) for k, v in dict(payload.get("data") or {}).items()})
     data |= {"outbox_id": str(message.id), "kind": str(payload.get("kind", ""))}
@@ -217,6 +224,9 @@ def sns_message(platform: str, message: OutboxMessage, badge: int) -> str:
         data["notification_id"] = str(message.notification_id)
     silent = bool(payload.get("silent"))
     title, body = str(payload.get("title", "")), str(payload.get("body", ""))
+    event = payload.get("message")
+    if isinstance(event, dict):
+        title, body = texts.render(texts.Message.from_json(event), reader)
     apns: dict[str, Any] = {"trellis": data}
     if silent:
         apns["aps"] = {"content-available": 1}

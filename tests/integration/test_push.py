@@ -232,11 +232,11 @@ def test_payloads_per_platform(actors, push: FakePush, session: Session, compone
     assert len(push.published) == 2
     document = json.loads(push.published[0][1])
     apns = json.loads(document["APNS"])
-    assert apns["aps"]["alert"]["title"] == "Booking update" and apns["aps"]["badge"] == 1
+    assert apns["aps"]["alert"]["title"] == "New booking request" and apns["aps"]["badge"] == 1
     assert apns["trellis"]["booking_id"] == booking_id
     assert apns["trellis"]["deep_link"] == f"trellis://bookings/{booking_id}"
     fcm = json.loads(document["GCM"])["fcmV1Message"]["message"]
-    assert fcm["notification"]["title"] == "Booking update"
+    assert fcm["notification"]["title"] == "New booking request"
     assert fcm["data"]["outbox_id"] == apns["trellis"]["outbox_id"]
     assert all(isinstance(v, str) for v in fcm["data"].values())
     assert document["APNS_SANDBOX"] == document["APNS"]
