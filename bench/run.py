@@ -51,7 +51,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from bench.seed import FULL, SMOKE, SYNC_RECORDS, BenchUser, seed
+from bench.seed import FULL, SLOTS_BOOKINGS, SMOKE, SYNC_RECORDS, BenchUser, seed
 from devstack.aws import push_applications
 from devstack.cognito import add_user, provision, sign_in
 from devstack.processes import BIN, ROOT, base_env, free_port, start_moto, stop
@@ -417,7 +417,7 @@ def subject_of(token: str) -> tuple[str, str]:
     return claims["sub"], claims.get("username", "")
 
 
-def scenarios_for(users: list[BenchUser], base: str) -> list[Scenario]:
+def scenarios_for(users: list[BenchUser], base: str, slots_provider: Any) -> list[Scenario]:
     def first(user: BenchUser, path: str) -> str:
         status, body = http("GET", base + path, user.token)
         if status != 200:
@@ -433,6 +433,10 @@ def scenarios_for(users: list[BenchUser], base: str) -> list[Scenario]:
         for c, lat, lng in SEARCH_POINTS
     ]
     since = SYNC_RECORDS - 20
+    # A week of one provider's free slots from tomorrow, 500 accepted bookings ahead of them.
+    week = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    span = f"from={week:%Y-%m-%dT%H:%M:%SZ}&to={week + timedelta(days=7):%Y-%m-%dT%H:%M:%SZ}"
+    slots = f"/v1/providers/{slots_provider}/slots?{span}&duration_minutes=60"
     return [
         Scenario("a", "GET /v1/bookings?limit=20", "get", 0.50,
                  [("/v1/bookings?limit=20", u.token) for u in users]),
@@ -445,6 +449,8 @@ def scenarios_for(users: list[BenchUser], base: str) -> list[Scenario]:
                  [(f"/v1/sync/datasets/settings?since={since}", u.token) for u in users]),
         Scenario("f", "POST /v1/events (50 events a batch)", "events", 0.20,
                  [("/v1/events", u.token) for u in users]),
+        Scenario("g", f"GET /v1/providers/{{id}}/slots (7 days, {SLOTS_BOOKINGS} bookings ahead)",
+                 "get", 0.40, [(slots, u.token) for u in users]),
     ]  # fmt: skip
 
 
@@ -491,7 +497,7 @@ def probe(base: str, scenario: Scenario, parts: list[str]) -> None:
             raise RuntimeError(f"events probe: {body}")
     if status != expected:
         raise RuntimeError(f"{scenario.title}: probe answered {status}: {body!r:.500}")
-    wants_items = scenario.key in ("a", "c", "e", "floor-query", "floor-prepared")
+    wants_items = scenario.key in ("a", "c", "e", "g", "floor-query", "floor-prepared")
     if (
         scenario.kind == "get"
         and wants_items
@@ -548,6 +554,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             engine = create_engine(database_url)
             started = time.monotonic()
             counts = seed(engine, scale, users)
+            with engine.connect() as connection:  # the slots scenario's provider
+                slots_provider = connection.scalar(text("SELECT provider_id FROM availabilities"))
             engine.dispose()
             report["seed"] = {"seconds": round(time.monotonic() - started, 1), "rows": counts}
             print(f"bench: seeded in {report['seed']['seconds']} s: {counts}", flush=True)
@@ -584,7 +592,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             base = f"http://127.0.0.1:{trellis_port}"
             for user in users:  # each user's first request (the row exists; nothing to write)
                 http("GET", base + "/v1/me", user.token)
-            scenarios = [s for s in scenarios_for(users, base) if s.key in args.scenarios]
+            scenarios = [
+                s for s in scenarios_for(users, base, slots_provider) if s.key in args.scenarios
+            ]
             parts = events_body_parts()
             for scenario in scenarios:
                 probe(base, scenario, parts)
@@ -898,7 +908,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, help="seconds of warm-up per scenario (3)")
     parser.add_argument("--rounds", type=int, help="A B A B rounds (3)")
     parser.add_argument("--users", type=int, default=BENCH_USERS)
-    parser.add_argument("--scenarios", default="abcdef")
+    parser.add_argument("--scenarios", default="abcdefg")
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )

@@ -60,6 +60,11 @@ SMOKE = Scale(300, 200, 2_000, 5_000, 10_000, 50, 10, 40)
 POLL_MESSAGES = 60  # messages on each signed-in user's poll booking
 POST_BOOKINGS = 4  # bookings per signed-in user that the message-post scenario writes to
 SYNC_RECORDS = 500  # records in each signed-in user's "settings" dataset
+# The slots scenario: one provider with availability and this many accepted bookings ahead,
+# SLOTS_PER_DAY a day (60 minutes each, whole hours between 08:00 and 20:00 UTC).
+SLOTS_BOOKINGS = 500
+SLOTS_PER_DAY = 7
+SLOTS_DAYS_AHEAD = 120
 
 
 @dataclass
@@ -227,6 +232,72 @@ def seed(engine: Engine, scale: Scale, bench_users: list[BenchUser], seed: int =
             add_booking(
                 consumers[rng.randrange(len(consumers))], rng.choices(statuses, weights)[0], n
             )
+        # ---- the slots scenario's provider: availability and SLOTS_BOOKINGS accepted
+        # bookings ahead (the first provider; hours no other booking of theirs starts near)
+        slots_provider = providers[0]
+        ahead = now.replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
+        placed = 0
+        while placed < SLOTS_BOOKINGS:
+            for hour in sorted(rng.sample(range(8, 20), SLOTS_PER_DAY)):
+                start = ahead.replace(hour=hour)
+                near = {start + timedelta(hours=h) for h in (-1, 0, 1)}
+                if placed == SLOTS_BOOKINGS or any((slots_provider, t) in taken for t in near):
+                    continue
+                taken.add((slots_provider, start))
+                bookings.append(
+                    (
+                        _uuid(rng),
+                        consumers[rng.randrange(len(consumers))],
+                        slots_provider,
+                        offers[slots_provider][0],
+                        _ts(start),
+                        "52.52",
+                        "13.405",
+                        "1 Slot Street",
+                        "",
+                        "accepted",
+                        0,
+                        _ts(now),
+                        _ts(now),
+                    )
+                )
+                placed += 1
+            ahead += timedelta(days=1)
+        # Monday to Saturday 08:00-12:00 and 13:00-20:00 Berlin time; one day closed.
+        weekly = [
+            {"weekday": day, "start": start, "end": end}
+            for day in range(6)
+            for start, end in (("08:00", "12:00"), ("13:00", "20:00"))
+        ]
+        closed = (now + timedelta(days=3)).date().isoformat()
+        counts["availabilities"] = _copy(
+            cursor,
+            "availabilities",
+            [
+                "provider_id",
+                "time_zone",
+                "weekly",
+                "exceptions",
+                "buffer_minutes",
+                "min_notice_minutes",
+                "max_days_ahead",
+                "default_duration_minutes",
+                "updated_at",
+            ],
+            [
+                (
+                    slots_provider,
+                    "Europe/Berlin",
+                    json.dumps(weekly),
+                    json.dumps([{"date": closed, "intervals": []}]),
+                    0,
+                    120,
+                    SLOTS_DAYS_AHEAD,
+                    60,
+                    _ts(now),
+                )
+            ],
+        )
         counts["bookings"] = _copy(
             cursor,
             "bookings",

@@ -36,7 +36,7 @@ def test_the_smoke_run_drives_every_scenario_without_an_error(tmp_path: Path) ->
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     report = json.loads(report_path.read_text())
     results = {row["key"]: row for row in report["results"]}
-    assert sorted(results) == list("abcdef")
+    assert sorted(results) == list("abcdefg")
     for key, row in results.items():
         assert row["requests"] > 0, key
         assert row["non2xx"] == 0, (key, row)
