@@ -275,7 +275,7 @@ ANONYMOUS_ROUTES = {
     "/readyz": "readiness for the load balancer",
     "/v1/config": "the apps' configuration: the same for every caller",
     "/v1/booking-process": "the booking state machine and timer settings: public rules",
-    "/v1/exports/<uuid:export_id>/files/<uuid:upload_id>": "its link token is the secret",
+    "/exports/<uuid:export_id>/files/<uuid:upload_id>": "its link token is the secret",
     "/account/delete": "the web form anyone may file (rate limited per address)",
 }
 SAME_FOR_EVERYONE = ("/healthz", "/v1/config", "/v1/booking-process")
