@@ -258,9 +258,7 @@ def test_a_file_link_is_refused_alike_for_every_wrong_case(
         update(Upload).where(Upload.id == uuid.UUID(later["id"])).values(status="ready")
     )
     session.commit()
-    assert (
-        client.get(f"/exports/{export_id}/files/{later['id']}?token={token}").status_code == 404
-    )
+    assert client.get(f"/exports/{export_id}/files/{later['id']}?token={token}").status_code == 404
 
     # The file deleted since: gone from the link too.
     assert user.delete(f"/v1/uploads/{upload_id}").status_code == 204
