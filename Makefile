@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 AS     ?= consumer
 KIND   ?= access
 
-.PHONY: run test test-fast provision lint token bench audit soak clean
+.PHONY: run test test-fast provision lint token bench audit soak sdk clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -45,6 +45,10 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	$(PY) -m tests.soak.run
+
+# The apps' clients from the OpenAPI document: sdk/typescript, sdk/kotlin, sdk/swift (git-ignored).
+sdk: $(STAMP)
+	$(PY) -m devstack.sdk
 
 clean:
 	rm -rf $(VENV) .local instance .pytest_cache .ruff_cache

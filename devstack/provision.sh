@@ -3,8 +3,9 @@
 # seconds: `make test` and `.ci/run` both call this before any test runs.
 #
 #   - chromium (the dashboard's browser tests), nginx-light (the bundle smoke test),
-#     wrk (the benchmark smoke test): Debian packages, installed with apt-get when missing
-#     and this user may (root, or passwordless sudo);
+#     wrk (the benchmark smoke test), Java and Node.js with npm (the generated SDKs): Debian
+#     packages, installed with apt-get when missing and this user may (root, or
+#     passwordless sudo);
 #   - PostgreSQL at TEST_DATABASE_URL and Redis at 127.0.0.1:6379: started when installed
 #     locally but down, installed too when absent.
 #
@@ -52,6 +53,11 @@ has nginx || packages+=(nginx-light)
 has wrk || packages+=(wrk)
 has pg_isready || packages+=(postgresql)
 has redis-cli || packages+=(redis-server)
+# The SDK tests (tests/e2e/test_sdk_e2e.py): openapi-generator and kotlinc run on Java, tsc
+# on Node.js, whose npm installs the pinned compilers into sdk/node_modules.
+has java || packages+=(default-jre-headless)
+has node || packages+=(nodejs)
+has npm || packages+=(npm)
 if [ ${#packages[@]} -gt 0 ]; then
   if apt_install "${packages[@]}"; then
     # Debian starts nginx as a service on install; the bundle test runs its own on a

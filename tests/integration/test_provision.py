@@ -17,7 +17,7 @@ SCRIPT = ROOT / "devstack" / "provision.sh"
 SEARCH = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
 # What the script itself runs, and the tools it finds present on this machine.
 SCRIPT_TOOLS = ("bash", "env", "id", "sed", "ls", "sort", "tail", "seq", "sleep")
-SUITE_TOOLS = ("chromium", "pg_isready", "psql", "redis-cli", "redis-server")
+SUITE_TOOLS = ("chromium", "pg_isready", "psql", "redis-cli", "redis-server", "java", "node", "npm")
 
 
 def provision(*args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
