@@ -84,6 +84,18 @@ async function main(): Promise<void> {
     thread.items.some((m) => m.id === sent.id && m.body === "Hello from the SDK"),
     "the provider reads the message",
   );
+  const reply = await new MessagesApi(provider).postMessage({
+    bookingId: booked.id,
+    messageCreate: { body: "See you then" },
+  });
+  const after = await new MessagesApi(consumer).listMessages({
+    bookingId: booked.id,
+    after: thread.pollCursor,
+  });
+  check(
+    after.items.length === 1 && after.items[0].id === reply.id,
+    "the consumer polls the reply after the cursor",
+  );
 
   // An avatar through the presigned POST, straight to S3, then shown on the booking.
   const picture = new Uint8Array(1500).fill(7);
