@@ -5,9 +5,11 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from pydantic import ValidationError
 
 from services.aws.s3 import S3Store, StorageUnavailable
 from services.media_urls import AvatarUrls
+from tests.conftest import make_settings
 
 KEY = "users/0b9c9f0e-6a39-4b8e-9b64-3c1d2f1f8a10/avatar/6f1c2d3e-0a1b-4c5d-8e9f-a0b1c2d3e4f5"
 
@@ -61,3 +63,12 @@ def test_a_signer_that_cannot_sign_gives_no_url() -> None:
             raise StorageUnavailable("no credentials")
 
     assert AvatarUrls(Broken(), cdn_base_url=None, expires_in=300).url(KEY) is None
+
+
+def test_the_cdn_setting_is_an_http_url_kept_without_its_trailing_slash() -> None:
+    cdn = make_settings("sqlite://", ASSETS_CDN_BASE_URL="https://d1234.cloudfront.net/")
+    assert cdn.assets_cdn_base_url == "https://d1234.cloudfront.net"
+    assert make_settings("sqlite://").assets_cdn_base_url is None
+    for bad in ("d1234.cloudfront.net", "ftp://cdn.example.com", "https://"):
+        with pytest.raises(ValidationError):
+            make_settings("sqlite://", ASSETS_CDN_BASE_URL=bad)
