@@ -303,6 +303,8 @@ def test_removing_an_upload_deletes_its_object_and_stops_serving_it(  # type: ig
     consumer, provider, admin = world["consumer"], world["provider"], world["admin"]
     avatar = session.get(Upload, uuid.UUID(world["avatar"]))
     assert avatar is not None and avatar.key in store.objects
+    face = _ok(consumer.get(f"/v1/providers/{provider.id}"))["avatar_url"]
+    assert face is not None and avatar.key in face
     created = _ok(report(consumer, "upload", world["avatar"]), 201)
     store.down = True  # S3 unreachable: 503 and nothing changed
     problem = _problem(resolve(admin, created["id"], "remove_content"), 503)
@@ -315,6 +317,8 @@ def test_removing_an_upload_deletes_its_object_and_stops_serving_it(  # type: ig
     assert (shown["status"], shown["download_url"]) == ("removed", None)
     owner = session.get(User, uuid.UUID(provider.id))
     assert owner is not None and owner.avatar_upload_id is None
+    assert _ok(consumer.get(f"/v1/providers/{provider.id}"))["avatar_url"] is None  # nowhere
+    assert _ok(provider.get("/v1/me"))["avatar_url"] is None
     listed = _ok(admin.get("/v1/admin/reports?status=resolved"))["items"][0]["target"]
     assert listed["removed"] is True and listed["download_url"] is None
 
