@@ -14,11 +14,16 @@ from flask import Flask, Response, g, request
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from api.context import database_route
+from services.base import metrics
 
 ACCESS_LOGGER = "trellis.access"
 access_log = logging.getLogger(ACCESS_LOGGER)
 # The access line's own members, in the order they are written.
-ACCESS_FIELDS = ("request_id", "method", "route", "path", "status", "latency_ms", "user_id", "db")
+ACCESS_FIELDS = (
+    *("request_id", "method", "route", "path", "status", "latency_ms", "user_id", "db"),
+    *("status_class", "db_ms", "_aws"),  # CloudWatch metrics (services/base/metrics.py)
+)
+_STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
 
 # Only ids that cannot smuggle anything into a log line or a header are taken from clients.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:;=/+-]{1,128}$")
@@ -32,17 +37,22 @@ class JsonLines(OrjsonFormatter):
     _second_text = ""
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.name != ACCESS_LOGGER or record.exc_info:
+        fields = record.__dict__
+        emf = fields.get("emf")  # a metrics line (services/base/metrics.py): its members as given
+        if (record.name != ACCESS_LOGGER and emf is None) or record.exc_info:
             return super().format(record)
         line: dict[str, Any] = {
             "time": self._time(record.created),
             "level": record.levelname,
-            "logger": ACCESS_LOGGER,
+            "logger": record.name,
             "message": record.msg,
         }
-        fields = record.__dict__
-        for name in ACCESS_FIELDS:
-            line[name] = fields.get(name)
+        if emf is not None:
+            line.update(emf)
+        else:
+            for name in ACCESS_FIELDS:
+                if name in fields:
+                    line[name] = fields[name]
         return orjson.dumps(line).decode()
 
     def _time(self, created: float) -> str:
@@ -83,6 +93,7 @@ def _request_id() -> str:
 def _start() -> None:
     g.request_id = _request_id()
     g.started = time.perf_counter()
+    metrics.start_db_clock()
 
 
 def _finish(response: Response) -> Response:
@@ -92,16 +103,21 @@ def _finish(response: Response) -> Response:
     started = g.get("started")
     user = g.get("user")
     rule = request.url_rule
+    status = response.status_code
     fields = {
         "request_id": g.get("request_id"),
         "method": request.method,
         "route": rule.rule if rule is not None else None,
         "path": request.path,
-        "status": response.status_code,
+        "status": status,
         "latency_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
         "user_id": str(user.id) if user is not None else None,
         "db": database_route(),
     }
+    if rule is not None and started:  # a route's request: its metrics (none for a 404 scan)
+        fields["status_class"] = _STATUS_CLASSES.get(status // 100, "5xx")
+        fields["db_ms"] = round(metrics.db_seconds() * 1000, 2)
+        fields["_aws"] = metrics.directive(metrics.ACCESS_DIMENSIONS, metrics.ACCESS_METRICS)
     # makeRecord and handle: logger.info() would also walk the stack for the caller's line.
     access_log.handle(
         access_log.makeRecord(
@@ -112,5 +128,6 @@ def _finish(response: Response) -> Response:
 
 
 def register_request_log(app: Flask) -> None:
+    metrics.configure(app.extensions["trellis"].settings.metrics_namespace)
     app.before_request(_start)
     app.after_request(_finish)

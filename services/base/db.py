@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.base import metrics
 from services.base.errors import Unavailable
 from services.base.settings import Settings
 
@@ -63,7 +64,14 @@ def build_engine(
     )
     if settings.db_prepared_statements:
         event.listen(engine, "before_cursor_execute", _run_prepared, retval=True)
+    _time_statements(engine)
     return engine
+
+
+def _time_statements(engine: Engine) -> None:
+    """The driver's time per statement, summed per request for the access line's db_ms."""
+    event.listen(engine, "before_cursor_execute", metrics.before_cursor_execute)
+    event.listen(engine, "after_cursor_execute", metrics.after_cursor_execute)
 
 
 # ---- Server-side prepared statements (DB_PREPARED_STATEMENTS) ---------------------------
@@ -183,6 +191,7 @@ def _sqlite_engine(url: str, **options: Any) -> Engine:
     engine = create_engine(
         url, connect_args={"check_same_thread": False}, pool_pre_ping=True, **options
     )
+    _time_statements(engine)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -179,6 +179,14 @@ class Settings(BaseModel):
     export_max_seconds: int = Field(20, ge=1, le=86_400, alias="EXPORT_MAX_SECONDS")
     worker_tasks_enabled: bool = Field(False, alias="WORKER_TASKS_ENABLED")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+    # CloudWatch namespace of the metrics in the log lines (services/base/metrics.py).
+    metrics_namespace: str = Field(
+        "Trellis",
+        min_length=1,
+        max_length=255,
+        pattern=r"^([^A:][^:]*|A([^W:][^:]*)?|AW([^S:][^:]*)?|AWS([^/:][^:]*)?)$",  # not AWS/
+        alias="METRICS_NAMESPACE",
+    )
     # What the apps are told (GET /v1/config, flask client-config): the API's public base URL
     # (the endpoint falls back to the request's own); the realtime service's, once it exists.
     api_public_url: str | None = Field(

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Device, Notification, OutboxMessage
 from models.base import utcnow
 from services.aws.sns import EndpointGone, PushGateway, PushUnavailable
+from services.base import metrics
 from services.base.background import WakeableLoop
 from services.base.unit_of_work import transaction
 from services.messaging import texts
@@ -139,7 +140,21 @@ def drain_all(sessions: sessionmaker[Session], push: PushGateway, **kwargs: Any)
         stats = drain(sessions, push, **kwargs)
         total.add(stats)
         if stats.delivered == 0:
+            if metrics.outbox_report.count(total.retried, total.devices_disabled):
+                _report_backlog(sessions)
             return total
+
+
+def _report_backlog(sessions: sessionmaker[Session]) -> None:
+    """The outbox metrics line (services/base/metrics.py): what is still undelivered."""
+    with transaction(sessions) as session:
+        backlog, oldest = session.execute(
+            select(func.count(), func.min(OutboxMessage.created_at)).where(
+                OutboxMessage.delivered_at.is_(None)
+            )
+        ).one()
+    age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+    metrics.outbox_report.emit(backlog, max(0.0, age))
 
 
 def _deliver(

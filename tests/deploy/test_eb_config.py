@@ -282,6 +282,8 @@ STUBS = {
         "Type": "AWS::ElasticLoadBalancingV2::TargetGroup",
         "Properties": {"Port": 80, "Protocol": "HTTP", "VpcId": "vpc-0123456789abcdef0"},
     },
+    # 08-web-alarms.config's topic, which 10-web-app-alarms.config's alarms notify too.
+    "OperatorAlarmTopic": {"Type": "AWS::SNS::Topic", "Properties": {}},
 }
 
 
