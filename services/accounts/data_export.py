@@ -61,7 +61,7 @@ from services.aws.s3 import ObjectStore, StorageUnavailable
 from services.base.errors import ExportInProgress, NotFound, RateLimited, Unavailable
 from services.base.settings import Settings
 from services.base.unit_of_work import transaction
-from services.messaging import outbox
+from services.messaging import outbox, texts
 from services.messaging.notifications import notify
 
 log = logging.getLogger(__name__)
@@ -352,8 +352,7 @@ def _build(
             session,
             user_id=claim.user_id,
             kind=READY_KIND,
-            title="Your data is ready",
-            body="The copy of your data you asked for can be downloaded for 7 days.",
+            message=texts.Message("data_export.ready", {"count": LINK_SECONDS // 86_400}),
             data={
                 "export_id": str(claim.id),
                 outbox.DEEP_LINK_KEY: outbox.deep_link("me", "exports", claim.id),

@@ -107,6 +107,24 @@ MESSAGES: dict[str, Template] = {
         ),
     ),
     "message.new": Template(N_("New message")),
+    "report.dismiss": Template(
+        N_("Your report was reviewed"),
+        N_("We looked into what you reported and found it within the rules."),
+    ),
+    "report.remove_content": Template(
+        N_("Your report was reviewed"), N_("Thank you: we removed what you reported.")
+    ),
+    "report.suspend_user": Template(
+        N_("Your report was reviewed"),
+        N_("Thank you: we took action against the account behind what you reported."),
+    ),
+    "data_export.ready": Template(
+        N_("Your data is ready"),
+        plural=N_plural(
+            "The copy of your data you asked for can be downloaded for %(count)d day.",
+            "The copy of your data you asked for can be downloaded for %(count)d days.",
+        ),
+    ),
 }
 
 

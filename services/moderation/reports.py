@@ -37,6 +37,7 @@ from services.aws.s3 import ObjectStore, StorageUnavailable
 from services.base.content_filter import insert_report
 from services.base.errors import Conflict, FieldError, NotFound, Unavailable, ValidationFailed
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
+from services.messaging import texts
 from services.messaging.notifications import notify
 from services.moderation import suspension, targets
 from services.realtime import feed
@@ -44,12 +45,6 @@ from services.realtime import feed
 Action = Literal["dismiss", "remove_content", "suspend_user"]
 Status = Literal["open", "resolved"]
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/heic"})
-
-_NOTICES = {
-    "dismiss": "We looked into what you reported and found it within the rules.",
-    "remove_content": "Thank you: we removed what you reported.",
-    "suspend_user": "Thank you: we took action against the account behind what you reported.",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,8 +289,7 @@ def _tell_reporters(session: Session, closed: dict[uuid.UUID, Any], action: str)
             session,
             user_id=reporter_id,
             kind="report_resolved",
-            title="Your report was reviewed",
-            body=_NOTICES[action],
+            message=texts.Message(f"report.{action}"),
             data={"report_id": str(report_id), "action": action},
         )
 

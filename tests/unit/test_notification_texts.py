@@ -134,3 +134,14 @@ def test_the_english_text_is_what_older_code_reads() -> None:
         "New cleaning booking request for Monday, December 7, 2026, 9:00\u202fAM UTC",
     )
     assert datetime.fromisoformat(STARTS).tzinfo == UTC
+
+
+def test_reports_and_exports_are_translated_too() -> None:
+    ready = Message("data_export.ready", {"count": 7})
+    assert render(ready, Reader("de")) == (
+        "Ihre Daten sind bereit",
+        "Die angeforderte Kopie Ihrer Daten kann 7 Tage lang heruntergeladen werden.",
+    )
+    assert render(Message("data_export.ready", {"count": 1}))[1].endswith("for 1 day.")
+    for action in ("dismiss", "remove_content", "suspend_user"):
+        assert render(Message(f"report.{action}"), Reader("de"))[0] == "Ihre Meldung wurde geprüft"
