@@ -9,7 +9,10 @@ avatar's URL is never returned again, and a CDN never serves the old picture und
 URL. Presigning is local HMAC work, but a search page shows 20 faces: a URL is signed once
 per key and period (a fifth of its lifetime) and handed out for that period, so every URL
 returned still has at least four fifths of its lifetime left, and an app's image cache sees
-the same URL for the same picture for a while.
+the same URL for the same picture for a while. Measured here: botocore signs one in ~500 µs
+(10 ms a search page), a cached one costs ~1 µs; `make bench` scenario b, worker CPU per
+request, no avatars / signed every time / cached: 2.75, 5.63, 3.20 ms and 1.97, 4.96, 3.59 ms
+in two interleaved passes on a busy machine.
 """
 
 from __future__ import annotations

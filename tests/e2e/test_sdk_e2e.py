@@ -8,6 +8,7 @@ sdk/node_modules (git-ignored)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -88,7 +89,7 @@ def test_the_typescript_client_drives_the_journey_against_the_service(
         [*tsc, *options, "--outDir", str(build / "out"), "journey.ts", "client/index.ts"], cwd=build
     )
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        **os.environ,
         "TRELLIS_BASE_URL": stack.base_url,
         "CONSUMER_TOKEN": new_user(stack, "consumer"),
         "PROVIDER_TOKEN": new_user(stack, "provider"),
