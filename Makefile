@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 AS     ?= consumer
 KIND   ?= access
 
-.PHONY: run test test-fast provision lint token bench audit soak sdk clean
+.PHONY: run test test-fast provision lint token bench bench-realtime audit soak sdk clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -42,6 +42,10 @@ token: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+# 5,000 sockets on one realtime process, 100 changes/s (issue 16); writes its BENCHMARKS.md section.
+bench-realtime: $(STAMP)
+	$(PY) -m bench.realtime
 
 soak: $(STAMP)
 	$(PY) -m tests.soak.run

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import resource
 import signal
+import time
 
 from api.request_log import configure_logging
 from realtime.server import Hub, start_server
@@ -28,6 +30,23 @@ def raise_open_file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def watch_gc_pauses(threshold_seconds: float = 0.1) -> None:
+    """Log the garbage collector's long pauses: with thousands of sockets a full collection
+    walks every object, and the event loop (every socket) waits meanwhile."""
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started and (paused := time.perf_counter() - started[0]) >= threshold_seconds:
+            log.warning(
+                "gc pause",
+                extra={"generation": info["generation"], "ms": round(paused * 1000), **info},
+            )
+
+    gc.callbacks.append(callback)
+
+
 def realtime_settings(settings: Settings) -> Settings:
     """The web workers' background threads (outbox relay, export builder) stay off here."""
     return settings.model_copy(update={"outbox_relay_in_web": False, "data_exports_in_web": False})
@@ -35,6 +54,11 @@ def realtime_settings(settings: Settings) -> Settings:
 
 async def serve_until_stopped(settings: Settings, host: str, port: int) -> None:
     hub = Hub(build_components(realtime_settings(settings)))
+    # What was built so far (the modules, the settings, the engine) lives as long as the
+    # process: out of the collector's full scans, which then walk the sockets' objects only.
+    gc.collect()
+    gc.freeze()
+    watch_gc_pauses()
     server = await start_server(hub, host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
