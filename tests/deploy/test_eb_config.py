@@ -16,7 +16,7 @@ import yaml
 
 from deploy.bundle import build
 from services.accounts.auth import MAX_TOKEN_BYTES
-from services.base.settings import load_settings
+from services.base.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EBEXTENSIONS = sorted((ROOT / ".ebextensions").glob("*.config"))
@@ -312,3 +312,22 @@ def test_resources_pass_cfn_lint(path: Path, tmp_path: Path) -> None:
     lint = Path(sys.executable).with_name("cfn-lint")
     result = subprocess.run([str(lint), str(wrapped)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_long_lived_sockets_outlast_the_ping_everywhere() -> None:
+    """The realtime socket pings every REALTIME_PING_SECONDS: the load balancer's idle
+    timeout and nginx's timeouts on /v1/realtime must be longer, or a quiet socket is cut;
+    nginx must pass the Upgrade to the realtime process's port, the one the Procfile gives."""
+    ping = Settings.model_fields["realtime_ping_seconds"].default
+    web = yaml.safe_load((ROOT / ".ebextensions/02-web-loadbalancer.config").read_text())
+    assert web["option_settings"]["aws:elbv2:loadbalancer"]["IdleTimeout"] > ping
+    location = (ROOT / ".platform/nginx/conf.d/elasticbeanstalk/10_realtime.conf").read_text()
+    for timeout in ("proxy_read_timeout", "proxy_send_timeout"):
+        found = re.search(rf"^\s*{timeout}\s+(\d+)s;", location, re.M)
+        assert found and int(found.group(1)) > ping, timeout
+    assert "proxy_set_header    Upgrade $http_upgrade;" in location
+    upstream = (ROOT / ".platform/nginx/conf.d/realtime.conf").read_text()
+    procfile = (ROOT / "Procfile").read_text()
+    port = re.search(r"^realtime: python -m realtime .*--port (\d+)$", procfile, re.M)
+    assert port and f"server 127.0.0.1:{port.group(1)};" in upstream
+    assert Settings.model_fields["realtime_port"].default == int(port.group(1))
