@@ -33,8 +33,9 @@ from services.base.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Probes and the API description: never limited (a load balancer polls the probes).
-EXEMPT = ("health.healthz", "health.readyz", "openapi.openapi_json")
+# Probes, the API description and static files: never limited (a load balancer polls the
+# probes; a page loads several static files).
+EXEMPT = frozenset({"health.healthz", "health.readyz", "openapi.openapi_json", "static"})
 REDIS_TIMEOUT_SECONDS = 0.2
 LONGEST_REDIS_PAUSE_SECONDS = 32
 APPLICATION = "app"  # the scope of the application-wide window; routes use their endpoint

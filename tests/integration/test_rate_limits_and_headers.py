@@ -71,6 +71,14 @@ def test_anonymous_callers_are_limited_per_address(limited_app, signing_key, red
     assert client.get("/v1/me", headers=garbage, environ_base=here).status_code == 429
 
 
+def test_static_files_are_not_counted(limited_app, redis_server) -> None:  # type: ignore[no-untyped-def]
+    """A page loads several static files: they spend none of the address's budget."""
+    app = limited_app(REDIS, RATE_LIMIT_ANONYMOUS="2/minute")
+    client = app.test_client()
+    assert [client.get("/static/admin/dashboard.css").status_code for _ in range(4)] == [200] * 4
+    assert [client.get("/v1/me").status_code for _ in range(3)] == [401, 401, 429]
+
+
 TIGHTER_ROUTES = {
     "create upload": ("RATE_LIMIT_UPLOADS", "/v1/uploads", {"purpose": "avatar"}),
     "complete upload": ("RATE_LIMIT_UPLOADS", f"/v1/uploads/{uuid.uuid4()}/complete", None),
