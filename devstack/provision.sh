@@ -5,7 +5,7 @@
 #   - chromium (the dashboard's browser tests), nginx-light (the bundle smoke test),
 #     wrk (the benchmark smoke test), Java and Node.js with npm (the generated SDKs): Debian
 #     packages, installed with apt-get when missing and this user may (root, or
-#     passwordless sudo);
+#     passwordless sudo); the Kotlin SDK's okhttp, okio and gson jars, fetched with Maven;
 #   - PostgreSQL at TEST_DATABASE_URL and Redis at 127.0.0.1:6379: started when installed
 #     locally but down, installed too when absent.
 #
@@ -58,6 +58,19 @@ has redis-cli || packages+=(redis-server)
 has java || packages+=(default-jre-headless)
 has node || packages+=(nodejs)
 has npm || packages+=(npm)
+# The Kotlin SDK's runtime jars (okhttp, okio, gson), from Maven Central into the local
+# Maven repository where devstack/sdk.py looks (M2_REPOSITORY, else ~/.m2/repository).
+M2="${M2_REPOSITORY:-$HOME/.m2/repository}"
+jars=(com.squareup.okhttp3:okhttp:4.12.0 com.squareup.okio:okio-jvm:3.6.0)
+compgen -G "$M2/com/google/code/gson/gson/2.*/gson-2.*.jar" >/dev/null ||
+  jars+=(com.google.code.gson:gson:2.13.2)
+missing_jars=()
+for coordinate in "${jars[@]}"; do
+  IFS=: read -r group artifact version <<<"$coordinate"
+  [ -f "$M2/${group//.//}/$artifact/$version/$artifact-$version.jar" ] ||
+    missing_jars+=("$coordinate")
+done
+[ ${#missing_jars[@]} -gt 0 ] && ! has mvn && packages+=(maven)
 if [ ${#packages[@]} -gt 0 ]; then
   if apt_install "${packages[@]}"; then
     # Debian starts nginx as a service on install; the bundle test runs its own on a
@@ -69,6 +82,15 @@ if [ ${#packages[@]} -gt 0 ]; then
     todo+=("${sudo_hint}apt-get install -y ${packages[*]}")
   fi
 fi
+
+for coordinate in "${missing_jars[@]}"; do
+  get=(mvn -q dependency:get "-Dartifact=$coordinate" "-Dmaven.repo.local=$M2")
+  if [ "$mode" != check ] && has mvn; then
+    say "fetching $coordinate with Maven"
+    run_tool "${get[@]}" >/dev/null 2>&1 && continue
+  fi
+  todo+=("${get[*]}")
+done
 
 # ---------------------------------------------------------------- PostgreSQL
 db_host=$(sed -E 's#^[a-z0-9+]+://([^@/]*@)?\[?([^]:/?]*)\]?.*#\2#' <<<"$DB_URL")

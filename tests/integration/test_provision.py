@@ -69,6 +69,19 @@ def test_check_never_installs_even_when_it_could(tmp_path: Path) -> None:
     assert "apt-get install -y chromium\n" in result.stderr
 
 
+def test_the_kotlin_sdks_jars_missing_stop_it_with_the_maven_commands(tmp_path: Path) -> None:
+    result, seconds = provision("--check", M2_REPOSITORY=str(tmp_path))
+    assert result.returncode == 1
+    for coordinate in (
+        "com.squareup.okhttp3:okhttp:4.12.0",
+        "com.squareup.okio:okio-jvm:3.6.0",
+        "com.google.code.gson:gson:2.13.2",
+    ):
+        command = f"mvn -q dependency:get -Dartifact={coordinate} -Dmaven.repo.local={tmp_path}"
+        assert f"  run: {command}\n" in result.stderr, result.stderr
+    assert seconds < 5
+
+
 @pytest.mark.parametrize(
     ("url", "command"),
     [
