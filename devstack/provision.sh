@@ -60,7 +60,7 @@ has node || packages+=(nodejs)
 has npm || packages+=(npm)
 # The Kotlin SDK's runtime jars (okhttp, okio, gson), from Maven Central into the local
 # Maven repository where devstack/sdk.py looks (M2_REPOSITORY, else ~/.m2/repository).
-M2="${M2_REPOSITORY:-$HOME/.m2/repository}"
+M2="${M2_REPOSITORY:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.m2/repository}"
 jars=(com.squareup.okhttp3:okhttp:4.12.0 com.squareup.okio:okio-jvm:3.6.0)
 compgen -G "$M2/com/google/code/gson/gson/2.*/gson-2.*.jar" >/dev/null ||
   jars+=(com.google.code.gson:gson:2.13.2)
