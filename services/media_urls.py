@@ -17,12 +17,14 @@ in two interleaved passes on a busy machine.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 from services.aws.s3 import ObjectStore, StorageUnavailable
 
+log = logging.getLogger(__name__)
 CACHE_MAX_KEYS = 20_000  # then the cache starts over: a bound on memory, not a working set
 
 
@@ -60,7 +62,8 @@ class AvatarUrls:
             return url
         try:
             url = self._store.presign_get(key=key, expires_in=self._expires_in)
-        except StorageUnavailable:
+        except StorageUnavailable as exc:
+            log.warning("avatar URL left out: S3 cannot sign (%s)", exc)
             return None
         with self._lock:
             if self._bucket == bucket:

@@ -57,12 +57,15 @@ def test_a_presigned_get_is_signed_once_a_period_and_keeps_most_of_its_life() ->
     assert urls.url(None) is None and len(store.signed) == 3
 
 
-def test_a_signer_that_cannot_sign_gives_no_url() -> None:
+def test_a_signer_that_cannot_sign_gives_no_url_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     class Broken(CountingStore):
         def presign_get(self, *, key: str, expires_in: int) -> str:
             raise StorageUnavailable("no credentials")
 
     assert AvatarUrls(Broken(), cdn_base_url=None, expires_in=300).url(KEY) is None
+    assert "S3 cannot sign" in caplog.text
 
 
 def test_the_cdn_setting_is_an_http_url_kept_without_its_trailing_slash() -> None:
