@@ -87,7 +87,9 @@ PERSONAL_DATA: dict[str, Table] = {
         (deletes("user_id"),), deleted=("token", "endpoint_arn", "locale", "time_zone")
     ),
     # The user's data exports; their documents under users/{id}/exports/ go with the prefix.
-    "data_exports": Table((deletes("user_id"),), deleted=("key", "last_error")),
+    "data_exports": Table(
+        (deletes("user_id"),), deleted=("key", "last_error", "links_base_url", "link_token_sha256")
+    ),
     # Pushes and inbox entries to the user, and those they sent to others: a notification's
     # body quotes its sender (a chat message, a provider's note), so it goes with them.
     "outbox_messages": Table(
