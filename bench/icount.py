@@ -1,0 +1,99 @@
+"""Instructions per request, counted by valgrind: a measure other tenants cannot disturb.
+
+    .venv/bin/python -m bench.icount /tmp/before "/v1/bookings?limit=20"
+    .venv/bin/python -m bench.icount /tmp/after "/v1/bookings?limit=20" DB_PREPARED_STATEMENTS=false
+
+Runs a source tree of Trellis (a `git archive` of a commit, or this checkout) in process
+under callgrind: a fresh migrated PostgreSQL database next to TEST_DATABASE_URL, the rate
+limiter on Redis at 127.0.0.1:6379, one signed-in consumer, Flask's test client. Counting
+is switched on only around REQUESTS GETs of the path, after WARMUP of them, so imports,
+start-up and the first connections are left out. Prints the instructions per request.
+Needs valgrind (callgrind_control). SETTING=VALUE arguments override settings.
+"""
+
+# ruff: noqa: S603 - a local tool: fixed commands (valgrind, callgrind_control)
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+WARMUP = 50
+REQUESTS = 30
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or not shutil.which("valgrind"):
+        print(__doc__)
+        return 2
+    tree, path, *overrides = argv
+    out = Path(tempfile.mkdtemp(prefix="trellis-icount-"))
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out / 'callgrind.out'}",
+        sys.executable,
+        "-m",
+        "bench.icount",
+        "--measure",
+        str(Path(tree).resolve()),
+        path,
+        *overrides,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or found is None:
+        print(result.stdout[-2000:], result.stderr[-2000:], sep="\n")
+        return 1
+    total = int(found.group(1))
+    print(f"{tree} {path} {' '.join(overrides)}: {total // REQUESTS:,} instructions a request")
+    shutil.rmtree(out, ignore_errors=True)
+    return 0
+
+
+def measure(tree: str, path: str, overrides: list[str]) -> None:
+    """Inside valgrind: serve `path` from `tree` and count only the measured requests."""
+    sys.path.insert(0, tree)
+    os.chdir(tree)
+    from services.components import build_components
+    from tests.conftest import make_app, make_settings
+    from tests.support.actors import make_actor
+    from tests.support.database import fresh_database
+    from tests.support.fakes import FakeGroups, FakePush, FakeStore
+    from tests.support.tokens import FakeJwksFetcher, SigningKey
+
+    with fresh_database("trellis_icount") as url:
+        key = SigningKey()
+        settings = make_settings(
+            url,
+            REDIS_URL="redis://127.0.0.1:6379/0",
+            RATE_LIMIT_KEY_PREFIX=f"icount{uuid.uuid4().hex[:8]}",
+            **dict(item.split("=", 1) for item in overrides),
+        )
+        fakes = {"store": FakeStore(), "push": FakePush(), "groups": FakeGroups()}
+        components = build_components(settings, jwks_fetcher=FakeJwksFetcher(key), **fakes)
+        client = make_app(components).test_client()
+        headers = make_actor(client, key, "consumer").headers()  # one token: no signing cost
+        for _ in range(WARMUP):
+            assert client.get(path, headers=headers).status_code == 200
+        control = ["callgrind_control", "--instr=on", str(os.getpid())]
+        subprocess.run(control, capture_output=True, check=False)
+        for _ in range(REQUESTS):
+            client.get(path, headers=headers)
+        control[1] = "--instr=off"
+        subprocess.run(control, capture_output=True, check=False)
+        components.engine.dispose()
+        components.read_sessions.kw["bind"].dispose()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--measure"]:
+        measure(sys.argv[2], sys.argv[3], sys.argv[4:])
+    else:
+        sys.exit(main(sys.argv[1:]))
