@@ -1,8 +1,10 @@
 """The change feed: every change a user must learn about, numbered 1, 2, 3... per user.
 
 `append` is called in the transaction of the change it records, so an entry exists if and
-only if its change committed. The number comes from the user's row in `change_sequences`,
-taken with `INSERT ... ON CONFLICT DO UPDATE SET last_seq = last_seq + 1 RETURNING`:
+only if its change committed. A transaction's entries are written together, in one
+statement, when its session next flushes or commits (`write_pending`, hooked on every
+Session). Their numbers come from the users' rows in `change_sequences`, taken with
+`INSERT ... ON CONFLICT DO UPDATE SET last_seq = last_seq + n RETURNING`:
 
 - gap-free: a rolled-back transaction rolls its increment back with it, so the numbers a
   user sees are 1, 2, 3... with none skipped (a gap therefore means a purge: 410);
@@ -11,10 +13,8 @@ taken with `INSERT ... ON CONFLICT DO UPDATE SET last_seq = last_seq + 1 RETURNI
   saw N never sees a smaller number commit later, which is what makes `after=N` a safe
   cursor. A global sequence (bigserial) would give neither: numbers are handed out at
   insert time, not commit time, and a rollback burns one;
-- deadlock-free between appends: one statement takes all the rows it needs in user-id
-  order. The price is that two transactions writing changes for one user queue on that row
-  for the rest of the shorter one; the hooks sit at the end of the service functions, after
-  their own row locks.
+- deadlock-free between writers: one statement takes all the rows it needs in user-id
+  order, at the transaction's flush or commit, so the rows are held only for its end.
 
 On PostgreSQL the same statement inserts the entries and calls `pg_notify` on CHANNEL: the
 notification is delivered when (and only if) the transaction commits, in commit order, to
@@ -35,9 +35,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select, text, tuple_
+from sqlalchemy import delete, event, func, insert, select, text, tuple_
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from models import Change, ChangeSequence
 from models.base import utcnow
@@ -71,75 +71,149 @@ class ChangesPage:
 
 # --- writing ----------------------------------------------------------------------------
 
+_PENDING = "trellis.feed.pending"  # session.info: the entries not written yet
+_MARKS = "trellis.feed.savepoints"  # session.info: len(pending) when each savepoint began
+
+
+@dataclass(slots=True)
+class _Entry:
+    user_id: uuid.UUID
+    type: str
+    data: dict[str, Any]
+    push: dict[str, str] | None = None  # a push's data that waits for this entry's seq
+
 
 def append(
     session: Session, user_ids: Iterable[uuid.UUID | None], type: str, data: dict[str, Any]
-) -> dict[uuid.UUID, int]:
-    """An entry `type` with `data` in each user's feed, in the session's transaction; the
-    seq each got. None ids (a purged party) are skipped."""
+) -> None:
+    """An entry `type` with `data` in each user's feed, in the session's transaction. None
+    ids (a purged party) are skipped. The entries of a transaction are written together,
+    in one statement, when the session next flushes or commits (write_pending)."""
     users = sorted({user for user in user_ids if user is not None})
-    if not users:
-        return {}
+    pending = session.info.setdefault(_PENDING, [])
+    pending.extend(_Entry(user, type, data) for user in users)
+
+
+def write_pending(session: Session) -> None:
+    """Write the transaction's pending entries: their numbers, the rows and (on PostgreSQL)
+    the notifications, in one round trip; each waiting push gets its entry's seq."""
+    pending: list[_Entry] = session.info.pop(_PENDING, [])
+    if not pending:
+        return
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        return _append_postgresql(session, users, type, data, now)
-    return _append_portable(session, users, type, data, now)
+        seqs = _write_postgresql(session, pending, now)
+    else:
+        seqs = _write_portable(session, pending, now)
+    for entry, seq in zip(pending, seqs, strict=True):
+        if entry.push is not None:
+            entry.push["seq"] = str(seq)
 
 
-def _append_postgresql(
-    session: Session, users: list[uuid.UUID], type: str, data: dict[str, Any], now: datetime
-) -> dict[uuid.UUID, int]:
-    document = orjson.dumps(data)
-    rest = b',"t":' + orjson.dumps(type) + b',"c":' + orjson.dumps(now) + b',"d":' + document
-    if len(rest) > MAX_INLINE_BYTES:
-        rest = b',"t":' + orjson.dumps(type)
+def _write_postgresql(session: Session, pending: list[_Entry], now: datetime) -> list[int]:
+    datas, rests = [], []
+    for entry in pending:
+        document = orjson.dumps(entry.data)
+        rest = b',"t":' + orjson.dumps(entry.type) + b',"c":' + orjson.dumps(now)
+        rest += b',"d":' + document
+        if len(rest) > MAX_INLINE_BYTES:
+            rest = b',"t":' + orjson.dumps(entry.type)
+        datas.append(document.decode())
+        rests.append(rest.decode() + "}")
     params = {
-        "users": [str(user) for user in users],
-        "type": type,
-        "data": document.decode(),
+        "users": [str(entry.user_id) for entry in pending],
+        "types": [entry.type for entry in pending],
+        "datas": datas,
+        "rests": rests,
         "now": now,
-        "rest": rest.decode() + "}",
     }
-    rows = session.execute(_APPEND, params)
-    return {uuid.UUID(str(row.user_id)): row.seq for row in rows}
+    seqs = {row.ordinal: row.seq for row in session.execute(_WRITE, params)}
+    return [seqs[ordinal] for ordinal in range(1, len(pending) + 1)]
 
 
-# One round trip: the numbers (rows taken in user-id order), the entries, the notifications.
-_APPEND = text(
+# One round trip for all of a transaction's entries. Each user's row in change_sequences is
+# taken once (in user-id order: no deadlock between writers) and moved on by the number of
+# that user's entries; the entries are numbered in the order they were appended; each gets
+# its notification, in seq order.
+_WRITE = text(
     """
-    WITH numbered AS (
+    WITH entries AS (
+        SELECT * FROM unnest(
+            CAST(:users AS uuid[]), CAST(:types AS text[]), CAST(:datas AS text[]),
+            CAST(:rests AS text[])
+        ) WITH ORDINALITY AS e(user_id, type, data, rest, ordinal)
+    ), counts AS (
+        SELECT user_id, count(*) AS n FROM entries GROUP BY user_id
+    ), numbered AS (
         INSERT INTO change_sequences AS s (user_id, last_seq)
-        SELECT u, 1 FROM unnest(CAST(:users AS uuid[])) AS u ORDER BY u
-        ON CONFLICT (user_id) DO UPDATE SET last_seq = s.last_seq + 1
+        SELECT user_id, n FROM counts ORDER BY user_id
+        ON CONFLICT (user_id) DO UPDATE SET last_seq = s.last_seq + excluded.last_seq
         RETURNING s.user_id, s.last_seq
+    ), ranked AS (
+        SELECT e.ordinal, e.user_id, e.type, e.data, e.rest,
+            n.last_seq - c.n + row_number() OVER (PARTITION BY e.user_id ORDER BY e.ordinal)
+                AS seq
+        FROM entries e JOIN numbered n USING (user_id) JOIN counts c USING (user_id)
     ), written AS (
         INSERT INTO changes (user_id, seq, type, data, created_at)
-        SELECT user_id, last_seq, :type, CAST(:data AS json), :now FROM numbered
-        RETURNING user_id, seq
+        SELECT user_id, seq, type, CAST(data AS json), :now FROM ranked
+        RETURNING user_id
     )
-    SELECT user_id, seq,
-        pg_notify('trellis_changes', '{"u":"' || user_id || '","s":' || seq || :rest)
-    FROM written
+    SELECT ordinal, seq FROM (
+        SELECT ordinal, seq,
+            pg_notify('trellis_changes', '{"u":"' || user_id || '","s":' || seq || rest)
+        FROM ranked ORDER BY user_id, seq
+    ) notified
     """
 )
 
 
-def _append_portable(
-    session: Session, users: list[uuid.UUID], type: str, data: dict[str, Any], now: datetime
-) -> dict[uuid.UUID, int]:
-    seqs: dict[uuid.UUID, int] = {}
-    for user in users:  # one row at a time: SQLite lets one writer in at a time anyway
-        upsert = sqlite_insert(ChangeSequence).values(user_id=user, last_seq=1)
+def _write_portable(session: Session, pending: list[_Entry], now: datetime) -> list[int]:
+    seqs = []
+    for entry in pending:  # one at a time: SQLite lets one writer in at a time anyway
+        upsert = sqlite_insert(ChangeSequence).values(user_id=entry.user_id, last_seq=1)
         upsert = upsert.on_conflict_do_update(
             index_elements=["user_id"], set_={"last_seq": ChangeSequence.last_seq + 1}
         ).returning(ChangeSequence.last_seq)
-        seqs[user] = session.execute(upsert).scalar_one()
-    session.add_all(
-        Change(user_id=user, seq=seq, type=type, data=data, created_at=now)
-        for user, seq in seqs.items()
-    )
-    session.flush()
+        seq = session.execute(upsert).scalar_one()
+        session.execute(
+            insert(Change).values(
+                user_id=entry.user_id, seq=seq, type=entry.type, data=entry.data, created_at=now
+            )
+        )
+        seqs.append(seq)
     return seqs
+
+
+# Every session writes its pending entries before it flushes (so a push's outbox row is
+# inserted with its seq) and before it commits; a rollback drops them, a rolled-back
+# savepoint drops those appended inside it. Registered once, for every Session: a feed entry
+# must never depend on which factory made the session.
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    write_pending(session)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    write_pending(session)
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _savepoint_begins(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        marks = session.info.setdefault(_MARKS, {})
+        marks[id(transaction)] = len(session.info.get(_PENDING, ()))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _rolled_back(session: Session, previous: SessionTransaction) -> None:
+    mark = session.info.get(_MARKS, {}).pop(id(previous), None)
+    if previous.nested and mark is not None:
+        del session.info.get(_PENDING, [])[mark:]
+    elif not previous.nested:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_MARKS, None)
 
 
 # The entries each change writes, one call per site in the services (keep them small: ids
@@ -170,11 +244,15 @@ def message_posted(session: Session, booking: Any, message: Any) -> None:
 
 
 def notification_data(session: Session, note: Any) -> dict[str, str]:
-    """A new inbox entry: its feed entry; returns the data for its push, the entry's `seq`
-    added (so a woken app asks for the changes after it). The inbox entry keeps its own."""
-    data = {"notification_id": str(note.id), "kind": note.kind}
-    seq = append(session, (note.user_id,), "notification", data)[note.user_id]
-    return {**note.data, "seq": str(seq)}
+    """A new inbox entry: its feed entry; returns the data for its push, to which the
+    entry's `seq` is added when it is written, before the push's outbox row (so a woken app
+    asks for the changes after it). The inbox entry keeps its own data."""
+    push = {**note.data}
+    entry = _Entry(
+        note.user_id, "notification", {"notification_id": str(note.id), "kind": note.kind}, push
+    )
+    session.info.setdefault(_PENDING, []).append(entry)
+    return push
 
 
 def dataset_changed(
