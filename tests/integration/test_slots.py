@@ -395,3 +395,9 @@ def test_slot_queries_that_are_refused(pair, actors) -> None:  # type: ignore[no
     _ok(consumer.post("/v1/blocks", json={"user_id": provider.id}), 201)
     _problem(consumer.get(path), 404, "/problems/not-found")
     assert actors("consumer").get(path).status_code == 200
+    # Blocked the other way round: the provider blocked the viewer. The same 404 as the
+    # provider's profile answers, whoever blocked whom.
+    other = actors("consumer")
+    _ok(provider.post("/v1/blocks", json={"user_id": other.id}), 201)
+    _problem(other.get(path), 404, "/problems/not-found")
+    _problem(other.get(f"/v1/providers/{provider.id}"), 404, "/problems/not-found")
