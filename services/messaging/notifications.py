@@ -25,11 +25,12 @@ from services.realtime import feed
 
 # Keys Trellis itself writes: into a provider notification's data (booking_id, deep_link:
 # the booking the two share) and into every push (kind, notification_id, outbox_id:
-# outbox.sns_message). A provider's data holds none of them, in no spelling an app could
+# outbox.sns_message; seq: the feed entry a woken app resumes after, realtime/feed.py).
+# A provider's data holds none of them, in no spelling an app could
 # read as the same key (outbox.key_form): a provider must not send a phone to a page of
 # theirs ("pay now") nor pass for Trellis.
 RESERVED_DATA_KEYS = frozenset(
-    {"booking_id", outbox.DEEP_LINK_KEY, "kind", "notification_id", "outbox_id"}
+    {"booking_id", outbox.DEEP_LINK_KEY, "kind", "notification_id", "outbox_id", "seq"}
 )
 _RESERVED_FORMS = frozenset(outbox.key_form(key) for key in RESERVED_DATA_KEYS)
 RESERVED_KEY_MESSAGE = (

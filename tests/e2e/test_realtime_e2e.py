@@ -302,7 +302,8 @@ def test_losing_the_listening_connection_loses_nothing(
         with database(stack) as connection, connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'trellis-realtime-listen'"
+                "WHERE application_name = 'trellis-realtime-listen' "
+                "AND datname = current_database()"  # not another run's listener
             )
             assert cursor.fetchall() == [(True,)]
         post_messages(stack, consumer_token, booking, 10, "while deaf")

@@ -75,6 +75,8 @@ RESERVED_SPELLINGS = [
     "outbox_id",
     "booking_id",
     "bookingId",
+    "seq",
+    "SEQ",
 ]
 
 
