@@ -7,13 +7,15 @@ Runs a source tree of Trellis (a `git archive` of a commit, or this checkout) in
 under callgrind: a fresh migrated PostgreSQL database next to TEST_DATABASE_URL, the rate
 limiter on Redis at 127.0.0.1:6379, one signed-in consumer, Flask's test client. Counting
 is switched on only around REQUESTS GETs of the path, after WARMUP of them, so imports,
-start-up and the first connections are left out. Prints the instructions per request.
-Needs valgrind (callgrind_control). SETTING=VALUE arguments override settings.
+start-up and the first connections are left out, and so is the cyclic garbage collector.
+Prints the instructions per request. Needs valgrind (callgrind_control). SETTING=VALUE
+arguments override settings.
 """
 
 # ruff: noqa: S603 - a local tool: fixed commands (valgrind, callgrind_control)
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
@@ -82,12 +84,17 @@ def measure(tree: str, path: str, overrides: list[str]) -> None:
         headers = make_actor(client, key, "consumer").headers()  # one token: no signing cost
         for _ in range(WARMUP):
             assert client.get(path, headers=headers).status_code == 200
+        # The cyclic collector off while counting: a pass falls on one variant's requests
+        # and not another's and moves a count by several percent.
+        gc.collect()
+        gc.disable()
         control = ["callgrind_control", "--instr=on", str(os.getpid())]
         subprocess.run(control, capture_output=True, check=False)
         for _ in range(REQUESTS):
             client.get(path, headers=headers)
         control[1] = "--instr=off"
         subprocess.run(control, capture_output=True, check=False)
+        gc.enable()
         components.engine.dispose()
         components.read_sessions.kw["bind"].dispose()
 

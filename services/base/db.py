@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import logging
 import re
+import time
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -52,7 +53,11 @@ def build_engine(
     }
     if settings.db_statement_timeout_ms:
         connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
-    engine = create_engine(
+    # Our connection class: its cursors time every statement (the access line's db_ms) and,
+    # with DB_PREPARED_STATEMENTS, prepare the ones that run again (below).
+    prepares = settings.db_prepared_statements
+    connect_args["connection_factory"] = _PreparingConnection if prepares else _TimedConnection
+    return create_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -62,14 +67,11 @@ def build_engine(
         connect_args=connect_args,
         **options,
     )
-    if settings.db_prepared_statements:
-        event.listen(engine, "before_cursor_execute", _run_prepared, retval=True)
-    _time_statements(engine)
-    return engine
 
 
 def _time_statements(engine: Engine) -> None:
-    """The driver's time per statement, summed per request for the access line's db_ms."""
+    """The driver's time per statement, summed per request for the access line's db_ms (on
+    SQLite; PostgreSQL connections time their own, without SQLAlchemy's event dispatch)."""
     event.listen(engine, "before_cursor_execute", metrics.before_cursor_execute)
     event.listen(engine, "after_cursor_execute", metrics.after_cursor_execute)
 
@@ -78,23 +80,25 @@ def _time_statements(engine: Engine) -> None:
 #
 # psycopg2 sends every statement as text, so PostgreSQL parses and plans it on every request
 # (half its CPU on the hot reads, BENCHMARKS.md). The one unusual idiom of this module, in
-# one place: a statement a connection has already run once is PREPAREd on that connection
-# (its %(name)s placeholders become $1, $2 ...) and from then on sent as
+# one place: our psycopg2 cursor PREPAREs a statement its connection has already run once
+# (its %(name)s placeholders become $1, $2 ...) and from then on sends
 # `EXECUTE name(%(a)s::type, ...)`, the values bound by psycopg2 as before and cast to the
 # types PostgreSQL inferred for the parameters (an array of strings would otherwise arrive
 # as text[], not uuid[]). SQLAlchemy's compiled cache hands the same statement string each
-# time, so the per-connection cache is a dict keyed by that string; it lives in the pool's
-# connection record (`conn.info`), cleared when the connection is replaced. Statements run
-# once (one-off texts) are never prepared; at most PREPARED_PER_CONNECTION are. A PREPARE
-# PostgreSQL refuses leaves that statement unprepared for the process, inside a SAVEPOINT
-# when a transaction is open, so the transaction goes on.
+# time, so the per-connection cache is a dict keyed by that string, on the connection
+# itself (gone with it). It lives in the cursor, not in a SQLAlchemy event: an engine with
+# any cursor event takes SQLAlchemy's slower dispatching path on every execute (3-4% of a
+# GET's instructions, BENCHMARKS.md). Statements run once (one-off texts) are never
+# prepared; at most PREPARED_PER_CONNECTION are; never a named (server-side) cursor's or
+# an executemany. A PREPARE PostgreSQL refuses leaves that statement unprepared for the
+# process, inside a SAVEPOINT when a transaction is open, so the transaction goes on.
 PREPARED_PER_CONNECTION = 200
 _SEEN_PER_CONNECTION = 1_000  # statements counted on one connection, to prepare on a rerun
 _KNOWN_STATEMENTS = 5_000  # process-wide: statement -> its prepared form (or None)
 _PREPARABLE = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"%\(([^)]+)\)s|%%|%")
-_names = itertools.count(1)
 _TYPES_OF = "; SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = '{}'"
+_names = itertools.count(1)
 
 
 @dataclass
@@ -110,29 +114,61 @@ class _Prepared:
 _forms: dict[str, _Prepared | None] = {}
 
 
-def _run_prepared(
-    conn: Any, cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool
-) -> tuple[str, Any]:
-    """SQLAlchemy's before_cursor_execute hook: the statement to send instead, if prepared."""
-    if executemany or not parameters or not isinstance(parameters, dict) or cursor.name:
-        return statement, parameters  # a named (server-side) cursor DECLAREs its statement
-    prepared: dict[str, bool] | None = conn.info.get("trellis_prepared")
-    if prepared is None:
-        prepared = conn.info["trellis_prepared"] = {}
-    if statement not in prepared:  # its first run on this connection: sent as it is
-        if len(prepared) < _SEEN_PER_CONNECTION:
-            prepared[statement] = False
-        return statement, parameters
-    form = _forms[statement] if statement in _forms else _form(statement)
-    if form is None:
-        return statement, parameters
-    if not prepared[statement]:
-        count = conn.info.get("trellis_prepared_count", 0)
-        if count >= PREPARED_PER_CONNECTION or not _prepare(cursor, statement, form):
-            return statement, parameters
-        prepared[statement] = True
-        conn.info["trellis_prepared_count"] = count + 1
-    return form.execute or statement, parameters
+class _TimedCursor(psycopg2.extensions.cursor):
+    """Adds each statement's time to the request's database time (metrics.db_seconds)."""
+
+    def execute(self, query: Any, vars: Any = None) -> None:
+        started = time.perf_counter()
+        try:
+            super().execute(self._statement(query, vars), vars)
+        finally:
+            metrics.add_db_seconds(time.perf_counter() - started)
+
+    def executemany(self, query: Any, vars_list: Any) -> None:
+        started = time.perf_counter()
+        try:
+            super().executemany(query, vars_list)
+        finally:
+            metrics.add_db_seconds(time.perf_counter() - started)
+
+    def _statement(self, query: Any, _vars: Any) -> Any:
+        return query
+
+
+class _PreparingCursor(_TimedCursor):
+    def _statement(self, query: Any, vars: Any) -> Any:
+        if not vars or not isinstance(vars, dict) or self.name is not None:
+            return query  # a named (server-side) cursor DECLAREs its statement
+        prepared: dict[str, bool] = self.connection.trellis_prepared
+        if query not in prepared:  # its first run on this connection: sent as it is
+            if len(prepared) < _SEEN_PER_CONNECTION:
+                prepared[query] = False
+            return query
+        form = _forms[query] if query in _forms else _form(query)
+        if form is None:
+            return query
+        if not prepared[query]:
+            if self.connection.trellis_prepared_count >= PREPARED_PER_CONNECTION:
+                return query
+            if not _prepare(self, query, form):
+                return query
+            prepared[query] = True
+            self.connection.trellis_prepared_count += 1
+        return form.execute or query
+
+
+class _TimedConnection(psycopg2.extensions.connection):
+    cursor_class: type[_TimedCursor] = _TimedCursor
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cursor_factory = self.cursor_class
+        self.trellis_prepared: dict[str, bool] = {}  # statement -> prepared here yet?
+        self.trellis_prepared_count = 0
+
+
+class _PreparingConnection(_TimedConnection):
+    cursor_class = _PreparingCursor
 
 
 def _form(statement: str) -> _Prepared | None:
@@ -170,13 +206,14 @@ def _prepare(cursor: Any, statement: str, form: _Prepared) -> bool:
         sql = f"SAVEPOINT trellis_prepare; {sql}; RELEASE trellis_prepare"
     if form.execute is None:
         sql += _TYPES_OF.format(form.name)  # a name this module made
+    execute = psycopg2.extensions.cursor.execute  # our own statements: neither timed nor prepared
     try:
-        cursor.execute(sql)
+        execute(cursor, sql)
     except psycopg2.OperationalError:
         raise  # the connection failed, not the statement: handled as any database error
     except psycopg2.Error as exc:
         if in_transaction:
-            cursor.execute("ROLLBACK TO trellis_prepare; RELEASE trellis_prepare")
+            execute(cursor, "ROLLBACK TO trellis_prepare; RELEASE trellis_prepare")
         log.warning("statement left unprepared", extra={"error": str(exc).strip()[:300]})
         _forms[statement] = None
         return False

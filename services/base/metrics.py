@@ -67,6 +67,10 @@ def db_seconds() -> float:
     return getattr(_clock, "seconds", 0.0)
 
 
+def add_db_seconds(seconds: float) -> None:
+    _clock.seconds = getattr(_clock, "seconds", 0.0) + seconds
+
+
 def before_cursor_execute(*_args: Any) -> None:
     _clock.started = time.perf_counter()
 
