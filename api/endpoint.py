@@ -61,6 +61,8 @@ class Endpoint:
     location: bool = False
     # The view answers with Cache-Control, an ETag, and 304 to a matching If-None-Match.
     cacheable: bool = False
+    # Trellis's own texts in the answer follow Accept-Language (documented as a parameter).
+    localized: bool = False
 
 
 def endpoint(
@@ -84,6 +86,7 @@ def endpoint(
     documented: bool = True,
     location: bool = False,
     cacheable: bool = False,
+    localized: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Declare a route: `roles` limits it to callers with one of them (403 otherwise).
 
@@ -101,7 +104,8 @@ def endpoint(
     e.g. POST /account/delete), not an operation of the JSON API. `errors` lists statuses
     or domain errors (`SyncConflict`): an error's problem schema is then documented.
     `location=True`: the view sets a Location header on its success response;
-    `cacheable=True`: Cache-Control and an ETag, and 304 for If-None-Match. One tag each:
+    `cacheable=True`: Cache-Control and an ETag, and 304 for If-None-Match;
+    `localized=True`: Trellis's own texts in the answer follow Accept-Language. One tag each:
     generated clients group operations by it, and /docs shows an operation once per tag.
     """
     if len(tags) != 1:
@@ -136,6 +140,7 @@ def endpoint(
             documented=documented,
             location=location,
             cacheable=cacheable,
+            localized=localized,
         )
 
         @wraps(view)

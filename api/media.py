@@ -213,6 +213,7 @@ def send_notification(body: NotificationCreate) -> Notification:
     tags=("notifications",),
     query=NotificationQuery,
     response=NotificationPage,
+    localized=True,
 )
 def list_notifications(query: NotificationQuery) -> NotificationPage:
     """Trellis's own notifications (bookings, messages) are written in the language
@@ -239,6 +240,7 @@ def list_notifications(query: NotificationQuery) -> NotificationPage:
     tags=("notifications",),
     writes=True,
     response=Notification,
+    localized=True,
 )
 def read_notification(notification_id: uuid.UUID) -> Notification:
     """In the language and zone GET /v1/notifications uses."""

@@ -274,6 +274,20 @@ def _parameters(
         required = set(spec.query.model_json_schema().get("required", []))
         for name, field_schema in _fields(spec.query, refs, schemas).items():
             parameters.append(_parameter(name, "query", name in required, field_schema))
+    if spec.localized:
+        parameters.append(
+            {
+                "name": "Accept-Language",
+                "in": "header",
+                "required": False,
+                "description": (
+                    "The language of Trellis's own texts (en, de; RFC 9110 §12.5.4, e.g. "
+                    "`de-DE,de;q=0.9`). Without one we have: your most recently seen "
+                    "device's locale, else English."
+                ),
+                "schema": {"type": "string", "maxLength": 200},
+            }
+        )
     if spec.cacheable:
         parameters.append(
             {

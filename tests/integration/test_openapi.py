@@ -484,6 +484,22 @@ def test_location_is_declared_exactly_where_a_view_sets_it(app: Flask) -> None:
     }
 
 
+def test_accept_language_is_declared_exactly_where_a_view_reads_it(
+    app: Flask, spec: dict[str, Any]
+) -> None:
+    """`localized=True` documents Accept-Language, so generated clients can send it."""
+    readers = set()
+    for path, method, rule in api_rules(app):
+        view = app.view_functions[rule.endpoint]
+        declared = view.__trellis_endpoint__
+        reads_it = "_reader()" in inspect.getsource(inspect.unwrap(view))
+        assert reads_it == declared.localized, rule.endpoint
+        names = {p["name"] for p in spec["paths"][path][method].get("parameters", [])}
+        assert ("Accept-Language" in names) == reads_it, (path, method)
+        readers.add(rule.endpoint) if reads_it else None
+    assert readers >= {"media.list_notifications", "media.read_notification"}
+
+
 def test_real_answers_carry_only_declared_headers(
     actors: Any, client: FlaskClient, spec: dict[str, Any]
 ) -> None:
