@@ -118,6 +118,9 @@ def compare(
             results = _rounds(
                 args, wrk_bin, database_url, users, servers, hello, hello_port, logs, slots_provider
             )
+            # Before the database is dropped: requests wrk left in flight still run.
+            for process in processes:
+                stop(process)
     finally:
         for process in processes:
             stop(process)
