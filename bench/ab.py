@@ -190,6 +190,7 @@ def _rounds(
                 row = {
                     "ratio": run.rps / h.rps,
                     "rps": run.rps,
+                    "hello_rps": h.rps,
                     "cpu_ms": run.cpu_ms,
                     "db_cpu_ms": run.db_cpu_ms,
                     "p50_ms": run.p50_ms,
