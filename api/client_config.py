@@ -8,7 +8,7 @@ import click
 from flask import Blueprint, Response, request
 from flask.cli import with_appcontext
 
-from api.context import components
+from api.context import components, public_base_url
 from api.endpoint import endpoint
 from api.responses import json_response
 from api.schemas.client_config import AmplifyAuth, ClientConfig, UploadLimits, UploadRules
@@ -58,7 +58,7 @@ def get_client_config() -> Response:
     amplify_outputs.json's section), the API's base URL (API_PUBLIC_URL, else this
     request's own), the realtime URL (null until there is one) and the upload limits.
     Cacheable: `Cache-Control: public, max-age=300` and an ETag (If-None-Match: 304)."""
-    body = _schema(_current(components().settings.api_public_url or request.host_url))
+    body = _schema(_current(public_base_url()))
     response = json_response(body)
     response.headers["Cache-Control"] = f"public, max-age={MAX_AGE_SECONDS}"
     response.add_etag()

@@ -7,7 +7,7 @@ The `g` keys Trellis keeps are few and listed in docs/architecture.md: `unit` (h
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 
 from services.base.unit_of_work import UnitOfWork
 from services.components import Components
@@ -22,6 +22,12 @@ def components() -> Components:
 def unit() -> UnitOfWork:
     """The request's unit of work, opened by the @endpoint wrapper."""
     return g.unit
+
+
+def public_base_url() -> str:
+    """The API's public base URL, without a trailing /: API_PUBLIC_URL, else the URL this
+    request came in on (what the app reached)."""
+    return (components().settings.api_public_url or request.host_url).rstrip("/")
 
 
 def open_unit(*, writes: bool, subject: str | None) -> UnitOfWork:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, Response, redirect, request
+from flask import Blueprint, Response, redirect
 
 from api.auth import current_user
-from api.context import components, unit
+from api.context import components, public_base_url, unit
 from api.endpoint import endpoint
 from api.responses import json_response
 from api.schemas.data_exports import DataExport, FileLinkQuery
@@ -45,7 +45,7 @@ def create_export() -> Response:
         unit().session,
         user_id=current_user().id,
         per_day=components().settings.exports_per_day,
-        links_base_url=components().settings.api_public_url or request.host_url,
+        links_base_url=public_base_url(),
     )
     response = json_response(_export(view), 202)
     response.headers["Location"] = f"/v1/me/exports/{view.id}"

@@ -107,7 +107,8 @@ def request_export(
     """A new pending export of the user's data. 409 (ExportInProgress) while one is pending;
     429 once `per_day` were asked for in the last 24 hours (Retry-After: when the oldest of
     them is a day old). A user whose deletion is scheduled may still ask. `links_base_url`
-    is the API's public base URL: the document's links to the user's files start with it."""
+    is the API's public base URL (no trailing /): the document's links to the user's files
+    start with it."""
     # FOR NO KEY UPDATE on the users row, as deletion.py: a second request of the same user
     # waits here until the first commits, then sees its export in the checks below.
     locked = session.scalar(
@@ -140,7 +141,7 @@ def request_export(
         created_at=now,
         available_at=now,
         attempts=0,
-        links_base_url=links_base_url.rstrip("/"),
+        links_base_url=links_base_url,
     )
     session.add(export)
     session.flush()
