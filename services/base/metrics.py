@@ -7,7 +7,7 @@ values as ordinary members, so the same line stays readable as a log:
 
 - each access line (api/request_log.py): `latency_ms` and `db_ms` (time spent in the
   database driver) by `route` and `status_class`, and by `status_class` alone (the 5xx
-  rate alarm in .ebextensions/10-app-alarms.config);
+  rate alarm in .ebextensions/10-web-app-alarms.config);
 - an outbox line from each process that drains the outbox, at most once a minute
   (services/messaging/outbox.py): `outbox_backlog`, `outbox_oldest_age_s`, `push_failures`
   (retries scheduled) and `push_endpoints_gone` since the last line.
@@ -78,7 +78,7 @@ def before_cursor_execute(*_args: Any) -> None:
 def after_cursor_execute(*_args: Any) -> None:
     started = getattr(_clock, "started", None)
     if started is not None:
-        _clock.seconds = getattr(_clock, "seconds", 0.0) + time.perf_counter() - started
+        add_db_seconds(time.perf_counter() - started)
         _clock.started = None
 
 
