@@ -302,17 +302,14 @@ def changes_after(
         )
     items = [ChangeView(r.seq, r.type, r.created_at, r.data) for r in rows[:limit]]
     more = len(rows) > limit
-    last = items[-1].seq if items else max(start, 0)
+    last = items[-1].seq if items else start
     return ChangesPage(items, str(last) if more else None, last)
 
 
 def _purged_after(session: Session, user_id: uuid.UUID, after: int) -> bool:
     """Whether a number after `after` was given and its entry is gone: numbers are gap-free,
     so a missing one was purged."""
-    newest = session.scalar(
-        select(ChangeSequence.last_seq).where(ChangeSequence.user_id == user_id)
-    )
-    if newest is None or newest <= after:
+    if last_seq(session, user_id) <= after:
         return False
     oldest = session.scalar(
         select(func.min(Change.seq)).where(Change.user_id == user_id, Change.seq > after)
