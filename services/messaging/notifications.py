@@ -108,20 +108,13 @@ def booking_changed(
     what just happened; a party whose account was purged is no one to tell. `event` names
     the message (texts.MESSAGES["booking.<event>"]): an action, a timer, or a reschedule
     step."""
-    data = {
-        "booking_id": str(booking.id),
-        "status": booking.status,
-        "deep_link": outbox.deep_link("bookings", booking.id),
-    }
-    params: dict[str, str | int] = {
-        "category": booking.category,
-        "starts_at": booking.scheduled_at.isoformat(),
-    }
+    data = _booking_data(booking)
+    extra: dict[str, str | int] = {}
     if booking.reschedule_starts_at is not None:
-        params["proposed_at"] = booking.reschedule_starts_at.isoformat()
+        extra["proposed_at"] = booking.reschedule_starts_at.isoformat()
     if reason:
-        params["reason"] = reason
-    message = texts.Message(f"booking.{event}", params, _provider_zone(session, booking))
+        extra["reason"] = reason
+    message = _booking_message(session, booking, event, extra)
     for recipient in {booking.consumer_id, booking.provider_id} - {actor_id, None}:
         notify(
             session,
@@ -135,22 +128,33 @@ def booking_changed(
 
 def booking_reminder(session: Session, booking: Booking, now: datetime) -> None:
     """Both parties (those whose account still exists) are reminded of the booking."""
-    data = {
-        "booking_id": str(booking.id),
-        "status": booking.status,
-        "deep_link": outbox.deep_link("bookings", booking.id),
-        "starts_at": booking.scheduled_at.isoformat(),
-    }
+    data = _booking_data(booking) | {"starts_at": booking.scheduled_at.isoformat()}
     minutes = -(-(booking.scheduled_at - now) // timedelta(minutes=1))  # rounded up
-    params: dict[str, str | int] = {
-        "category": booking.category,
-        "starts_at": booking.scheduled_at.isoformat(),
-        "count": max(1, minutes),
-    }
-    message = texts.Message("booking.reminder", params, _provider_zone(session, booking))
+    message = _booking_message(session, booking, "reminder", {"count": max(1, minutes)})
     for recipient in (booking.consumer_id, booking.provider_id):
         if recipient is not None:
             notify(session, user_id=recipient, kind="booking.reminder", message=message, data=data)
+
+
+def _booking_data(booking: Booking) -> dict[str, str]:
+    """The data of a push about a booking: which one, its status, the app's page for it."""
+    return {
+        "booking_id": str(booking.id),
+        "status": booking.status,
+        "deep_link": outbox.deep_link("bookings", booking.id),
+    }
+
+
+def _booking_message(
+    session: Session, booking: Booking, event: str, extra: dict[str, str | int]
+) -> texts.Message:
+    """The event `booking.<event>` about the booking: its category and start, then `extra`."""
+    params: dict[str, str | int] = {
+        "category": booking.category,
+        "starts_at": booking.scheduled_at.isoformat(),
+        **extra,
+    }
+    return texts.Message(f"booking.{event}", params, _provider_zone(session, booking))
 
 
 def _provider_zone(session: Session, booking: Booking) -> str | None:
