@@ -130,9 +130,8 @@ class Client:
             await self._send_contiguous()
             if not self.must_read and not self.pending:
                 return
-            if not self.must_read and self.pending:
-                # A gap: the next number's notification was lost or carried no entry.
-                self.must_read = True
+            # Asked to read, or a gap: the next number's notification was lost or carried
+            # no entry.
             self.must_read = False
             try:
                 page = await self.hub.db(
