@@ -181,10 +181,6 @@ def _locale(tag: str | None) -> Locale:
     return Locale.parse(DEFAULT_LANGUAGE)
 
 
-def language_of(tag: str | None) -> str:
-    return _locale(tag).language
-
-
 def has_catalog(tag: str) -> bool:
     """Whether a language tag (de-DE, en, fr) is one Trellis has texts in."""
     return tag.replace("-", "_").split("_")[0].lower() in LANGUAGES
