@@ -91,6 +91,18 @@ class Deployed(NamedTuple):
     logs: Path  # nginx's access and error logs
 
 
+def start_procfile_process(
+    app: Path, env: dict[str, str], name: str, own: str, moved: str
+) -> subprocess.Popen[bytes]:
+    """Run the bundle's Procfile line `name` as EB would, its address `own` made `moved`."""
+    line = re.search(rf"^{name}:\s*(.+)$", (app / "Procfile").read_text(), re.M)
+    assert line, f"Procfile has no {name} process"
+    command = line.group(1).replace(own, moved)
+    return subprocess.Popen(
+        ["bash", "-c", f"exec {command}"], cwd=app, env=env, start_new_session=True
+    )
+
+
 @pytest.fixture(scope="module")
 def deployed() -> Iterator[Deployed]:
     assert os.path.exists(NGINX), "nginx is not installed: apt-get install nginx-light"
@@ -127,25 +139,14 @@ def deployed() -> Iterator[Deployed]:
             migrations = yaml.safe_load((app / ".ebextensions/07-migrations.config").read_text())
             for command in migrations["container_commands"].values():
                 subprocess.run(["bash", "-c", command["command"]], cwd=app, env=env, check=True)
-            app_port, nginx_port = free_port(), free_port()
-            procfile = (app / "Procfile").read_text()
-            web = re.search(r"^web:\s*(.+)$", procfile, re.M)
-            assert web, "Procfile has no web process"
-            command = web.group(1).replace("127.0.0.1:8000", f"127.0.0.1:{app_port}")
-            gunicorn = subprocess.Popen(
-                ["bash", "-c", f"exec {command}"], cwd=app, env=env, start_new_session=True
-            )
-            processes.append(gunicorn)
-            wait_for_http(f"http://127.0.0.1:{app_port}/healthz", gunicorn)
-            realtime_port = free_port()
-            line = re.search(r"^realtime:\s*(.+)$", procfile, re.M)
-            assert line, "Procfile has no realtime process"
-            command = line.group(1).replace("--port 8001", f"--port {realtime_port}")
-            realtime = subprocess.Popen(
-                ["bash", "-c", f"exec {command}"], cwd=app, env=env, start_new_session=True
-            )
-            processes.append(realtime)
-            wait_for_http(f"http://127.0.0.1:{realtime_port}/healthz", realtime)
+            app_port, realtime_port, nginx_port = free_port(), free_port(), free_port()
+            for name, port, own, moved in (
+                ("web", app_port, "127.0.0.1:8000", f"127.0.0.1:{app_port}"),
+                ("realtime", realtime_port, "--port 8001", f"--port {realtime_port}"),
+            ):
+                started = start_procfile_process(app, env, name, own, moved)
+                processes.append(started)
+                wait_for_http(f"http://127.0.0.1:{port}/healthz", started)
             config = nginx_config(app, work / "nginx", nginx_port, app_port, realtime_port)
             subprocess.run([NGINX, "-t", "-c", str(config)], check=True, capture_output=True)
             nginx = subprocess.Popen(
