@@ -23,12 +23,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 import bench.run as bench
 from bench.seed import FULL, SMOKE, BenchUser, seed
-from devstack.aws import push_applications
-from devstack.cognito import add_user, provision, sign_in
+from devstack.cognito import provision
 from devstack.processes import base_env, free_port, start_moto, stop
 from tests.support.database import fresh_database
 
@@ -71,33 +70,16 @@ def compare(
         moto_port = free_port()
         moto = start_moto(moto_port, log=logs / "moto.log")
         pool = provision(f"http://127.0.0.1:{moto_port}")
-        users = []
-        for i in range(bench.BENCH_USERS):
-            name = f"bench-user-{i}"
-            email = f"{name}@bench.trellis.local"
-            add_user(pool, name, email=email, groups=["consumers"])
-            token = sign_in(pool, name)["access"]
-            sub, username = bench.subject_of(token)
-            users.append(BenchUser(username or name, sub, email, token))
+        users = bench.sign_up(pool, bench.BENCH_USERS)
         with fresh_database("trellis_bench") as database_url:
             engine = create_engine(database_url)
             seed(engine, SMOKE if args.smoke else FULL, users)
-            with engine.connect() as connection:  # the slots scenario's provider
-                slots_provider = connection.scalar(text("SELECT provider_id FROM availabilities"))
+            slots_provider = bench.slots_provider_of(engine)
             engine.dispose()
             servers: dict[str, tuple[int, str, Any]] = {}
             for name, root in trees.items():
-                env = base_env(
-                    APP_ENV="test",
-                    DATABASE_URL=database_url,
-                    REDIS_URL="redis://127.0.0.1:6379/0",
-                    RATE_LIMIT_KEY_PREFIX=f"bench{uuid.uuid4().hex[:12]}",
-                    RATE_LIMIT_DEFAULT="1000000/minute",
-                    RATE_LIMIT_ANONYMOUS="1000000/minute",
-                    OUTBOX_RELAY_IN_WEB="true",
-                    **pool.trellis_env(),
-                    **push_applications(pool.endpoint_url),
-                    **extra[name],
+                env = bench.trellis_env(
+                    database_url, "redis://127.0.0.1:6379/0", pool, **extra[name]
                 )
                 port = free_port()
                 bench.ROOT = Path(root)  # start_server runs gunicorn from ROOT

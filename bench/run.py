@@ -420,6 +420,41 @@ def subject_of(token: str) -> tuple[str, str]:
     return claims["sub"], claims.get("username", "")
 
 
+def sign_up(pool: Any, count: int) -> list[BenchUser]:
+    """`count` consumers signed up in the Cognito stand-in, each with an access token."""
+    users = []
+    for i in range(count):
+        name = f"bench-user-{i}"
+        email = f"{name}@bench.trellis.local"
+        add_user(pool, name, email=email, groups=["consumers"])
+        token = sign_in(pool, name)["access"]
+        sub, username = subject_of(token)
+        users.append(BenchUser(username or name, sub, email, token))
+    return users
+
+
+def trellis_env(database_url: str, redis_url: str, pool: Any, **extra: str) -> dict[str, str]:
+    """A benchmarked Trellis's environment: limits out of the way, the relay in the web tier."""
+    return base_env(
+        APP_ENV="test",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        RATE_LIMIT_KEY_PREFIX=f"bench{uuid.uuid4().hex[:12]}",
+        RATE_LIMIT_DEFAULT="1000000/minute",
+        RATE_LIMIT_ANONYMOUS="1000000/minute",
+        OUTBOX_RELAY_IN_WEB="true",
+        **pool.trellis_env(),
+        **push_applications(pool.endpoint_url),
+        **extra,
+    )
+
+
+def slots_provider_of(engine: Any) -> Any:
+    """The seeded provider with availability: the slots scenario's."""
+    with engine.connect() as connection:
+        return connection.scalar(text("SELECT provider_id FROM availabilities"))
+
+
 def scenarios_for(users: list[BenchUser], base: str, slots_provider: Any) -> list[Scenario]:
     def first(user: BenchUser, path: str) -> str:
         status, body = http("GET", base + path, user.token)
@@ -545,34 +580,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         moto_port = free_port()
         moto = start_moto(moto_port, log=logs / "moto.log")
         pool = provision(f"http://127.0.0.1:{moto_port}")
-        users = []
-        for i in range(args.users):
-            name = f"bench-user-{i}"
-            email = f"{name}@bench.trellis.local"
-            add_user(pool, name, email=email, groups=["consumers"])
-            token = sign_in(pool, name)["access"]
-            sub, username = subject_of(token)
-            users.append(BenchUser(username or name, sub, email, token))
+        users = sign_up(pool, args.users)
         with fresh_database("trellis_bench") as database_url:
             engine = create_engine(database_url)
             started = time.monotonic()
             counts = seed(engine, scale, users)
-            with engine.connect() as connection:  # the slots scenario's provider
-                slots_provider = connection.scalar(text("SELECT provider_id FROM availabilities"))
+            slots_provider = slots_provider_of(engine)
             engine.dispose()
             report["seed"] = {"seconds": round(time.monotonic() - started, 1), "rows": counts}
             print(f"bench: seeded in {report['seed']['seconds']} s: {counts}", flush=True)
-            env = base_env(
-                APP_ENV="test",
-                DATABASE_URL=database_url,
-                REDIS_URL=args.redis_url,
-                RATE_LIMIT_KEY_PREFIX=f"bench{uuid.uuid4().hex[:12]}",
-                RATE_LIMIT_DEFAULT="1000000/minute",
-                RATE_LIMIT_ANONYMOUS="1000000/minute",
-                OUTBOX_RELAY_IN_WEB="true",
-                **pool.trellis_env(),
-                **push_applications(pool.endpoint_url),
-            )
+            env = trellis_env(database_url, args.redis_url, pool)
             trellis_port, hello_port = free_port(), free_port()
             trellis, trellis_start = start_server(
                 "application:application", trellis_port, env, logs / "trellis.log", "/healthz"
