@@ -63,7 +63,7 @@ def main() -> int:
         return serve(port, moto_port, realtime_port)
 
 
-def take_lock(port: int, moto_port: int, realtime_port: int = 8001) -> IO[str]:
+def take_lock(port: int, moto_port: int, realtime_port: int) -> IO[str]:
     """Hold .local/run.lock for the life of this process (the kernel drops it on exit,
     even on SIGKILL), then make sure every port is free."""
     lock = open(LOCK_FILE, "a+")  # noqa: SIM115 - held open until the process ends
@@ -92,8 +92,13 @@ def take_lock(port: int, moto_port: int, realtime_port: int = 8001) -> IO[str]:
             )
     lock.seek(0)
     lock.truncate()
-    running = {"pid": os.getpid(), "port": port, "moto_port": moto_port}
-    lock.write(json.dumps(running | {"realtime_port": realtime_port}))
+    running = {
+        "pid": os.getpid(),
+        "port": port,
+        "moto_port": moto_port,
+        "realtime_port": realtime_port,
+    }
+    lock.write(json.dumps(running))
     lock.flush()
     return lock
 
@@ -111,7 +116,7 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def serve(port: int, moto_port: int, realtime_port: int = 8001) -> int:
+def serve(port: int, moto_port: int, realtime_port: int) -> int:
     (ROOT / "instance").mkdir(exist_ok=True)
     moto = gunicorn = realtime = None
 
@@ -203,7 +208,7 @@ def sqlite_path(database_url: str) -> Path | None:
     return (ROOT / url.database).resolve()
 
 
-def banner(port: int, realtime_port: int = 8001) -> str:
+def banner(port: int, realtime_port: int) -> str:
     users = ", ".join(DEMO_USERS)
     return f"""
 Trellis is running on http://127.0.0.1:{port}  (Ctrl-C stops everything)
