@@ -38,6 +38,7 @@ from websockets.http11 import Request, Response
 
 from realtime import access
 from services.accounts.auth import Identity
+from services.base.db import DEAD_PEER_ARGS
 from services.base.errors import AccountSuspended, Forbidden, InvalidToken, TrellisError
 from services.components import Components
 from services.realtime import feed
@@ -312,10 +313,7 @@ class Hub:
             password=url.password,
             dbname=url.database,
             connect_timeout=self.settings.db_connect_timeout_seconds,
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
+            **DEAD_PEER_ARGS,
             application_name="trellis-realtime-listen",
             **dict(url.query),
         )

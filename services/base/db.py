@@ -25,6 +25,19 @@ from services.base.settings import Settings
 log = logging.getLogger("trellis.db")
 
 
+# libpq options for every PostgreSQL connection Trellis opens. A database that vanishes
+# mid-query (a failover, a dropped route) sends no reset: without these a thread would wait
+# on the socket for good. Keepalives end a silent wait after about 25 s, tcp_user_timeout a
+# send that is never acknowledged.
+DEAD_PEER_ARGS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 25_000,
+}
+
+
 def build_engine(
     settings: Settings, url_text: str | None = None, *, autocommit: bool = False
 ) -> Engine:
@@ -42,14 +55,7 @@ def build_engine(
         return _sqlite_engine(url_text, **options)
     connect_args: dict[str, Any] = {
         "connect_timeout": settings.db_connect_timeout_seconds,
-        # A database that vanishes mid-query (a failover, a dropped route) sends no reset:
-        # without these a thread would wait on the socket for good. Keepalives end a silent
-        # wait after about 25 s, tcp_user_timeout a send that is never acknowledged.
-        "keepalives": 1,
-        "keepalives_idle": 10,
-        "keepalives_interval": 5,
-        "keepalives_count": 3,
-        "tcp_user_timeout": 25_000,
+        **DEAD_PEER_ARGS,
     }
     if settings.db_statement_timeout_ms:
         connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
