@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, request
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from api.auth import current_user
 from api.context import unit
@@ -56,27 +56,20 @@ def record_events(body: EventBatch) -> EventBatchResult:
     each event on its own: the good ones are stored and each bad one is listed under
     `rejected` with its index and why, so the app can drop it instead of retrying it.
     """
-    events: list[analytics.NewEvent] = []
-    rejected: list[analytics.Rejection] = []
-    for index, raw in enumerate(body.events):
-        try:
-            # Validated as a JSON body of its own: the same strict rules as every other body.
-            event = AnalyticsEvent.model_validate_json(_json(raw))
-        except ValidationError as exc:
-            rejected.append(analytics.Rejection(index, _field_errors(exc)))
-            continue
-        events.append(
-            analytics.NewEvent(
-                index=index,
-                name=event.name,
-                occurred_at=event.timestamp,
-                session_id=event.session_id,
-                attributes=dict(event.attributes),
-                metrics=dict(event.metrics),
-                app_version=event.app_version,
-                platform=event.platform,
-            )
+    validated, rejected = _validate(body.events)
+    events = [
+        analytics.NewEvent(
+            index=index,
+            name=event.name,
+            occurred_at=event.timestamp,
+            session_id=event.session_id,
+            attributes=event.attributes,
+            metrics=event.metrics,
+            app_version=event.app_version,
+            platform=event.platform,
         )
+        for index, event in validated
+    ]
     result = analytics.record_events(unit().session, user_id=current_user().id, events=events)
     rejected.extend(result.rejected)
     return EventBatchResult(
@@ -92,6 +85,31 @@ def record_events(body: EventBatch) -> EventBatchResult:
             for r in sorted(rejected, key=lambda r: r.index)
         ],
     )
+
+
+# Every event of a batch in one call into pydantic-core when all of them are good, as nearly
+# all batches are: 50 calls of AnalyticsEvent.model_validate_json cost twice the CPU.
+_EVENT_LIST = TypeAdapter(list[AnalyticsEvent])
+
+
+def _validate(
+    raws: list[Any],
+) -> tuple[list[tuple[int, AnalyticsEvent]], list[analytics.Rejection]]:
+    """Each event validated as a JSON body of its own, with the strict rules of every body;
+    the good ones with their index, and each bad one's rejection."""
+    try:
+        # The same JSON, and so the same events, as each one's on its own below.
+        return list(enumerate(_EVENT_LIST.validate_json(orjson.dumps(raws)))), []
+    except (orjson.JSONEncodeError, ValidationError):
+        pass  # one at a time, to keep the good ones and say what is wrong with each bad one
+    validated: list[tuple[int, AnalyticsEvent]] = []
+    rejected: list[analytics.Rejection] = []
+    for index, raw in enumerate(raws):
+        try:
+            validated.append((index, AnalyticsEvent.model_validate_json(_json(raw))))
+        except ValidationError as exc:
+            rejected.append(analytics.Rejection(index, _field_errors(exc)))
+    return validated, rejected
 
 
 def _json(value: Any) -> bytes:
