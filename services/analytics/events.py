@@ -40,9 +40,12 @@ _EVENTS = Event.__table__
 # --- recording --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewEvent:
-    """One event as the app sent it, already checked for shape."""
+    """One event as the app sent it, already checked for shape.
+
+    Not frozen: a frozen dataclass's __init__ costs five times as much, 50 times a batch.
+    """
 
     index: int  # its position in the batch, to report a rejection against
     name: str
@@ -78,29 +81,30 @@ def record_events(
     The server's clock is recorded as `received_at` (one instant for the whole batch).
     """
     now = utcnow()
+    latest, earliest = now + MAX_AHEAD, now - MAX_BEHIND
     rows: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     for event in events:
         # Compared before any conversion: a far-off instant may not fit in a UTC datetime.
-        if event.occurred_at > now + MAX_AHEAD:
+        if event.occurred_at > latest:
             problem = FieldError("timestamp", "must be at most 24 hours ahead", "too_far_ahead")
             rejected.append(Rejection(event.index, (problem,)))
-            continue
-        if event.occurred_at < now - MAX_BEHIND:
+        elif event.occurred_at < earliest:
             problem = FieldError("timestamp", "must be at most 30 days old", "too_old")
             rejected.append(Rejection(event.index, (problem,)))
-            continue
-        rows.append(
-            {
-                "name": event.name,
-                "occurred_at": event.occurred_at.astimezone(UTC),
-                "session_id": event.session_id,
-                "attributes": event.attributes,
-                "metrics": event.metrics,
-                "app_version": event.app_version,
-                "platform": event.platform,
-            }
-        )
+        else:
+            rows.append(
+                {
+                    "name": event.name,
+                    # UTC: PostgreSQL refuses offsets beyond 15:59, which RFC 3339 allows.
+                    "occurred_at": event.occurred_at.astimezone(UTC),
+                    "session_id": event.session_id,
+                    "attributes": event.attributes,
+                    "metrics": event.metrics,
+                    "app_version": event.app_version,
+                    "platform": event.platform,
+                }
+            )
     if rows:
         _insert(session, user_id, now, rows)
     return RecordResult(accepted=len(rows), rejected=rejected)
