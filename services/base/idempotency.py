@@ -3,32 +3,68 @@
 The first request with a key runs; its outcome is stored in the same transaction as its
 writes, so a stored response exists exactly when the work committed. A retry with the same
 key and payload gets the stored response without running again; another payload gets 422;
-a retry while the first is still running gets 409. Keys are per user and expire.
+a retry while the first is still running gets 409 at once. Keys are per user and expire.
+
+One transaction per request (PostgreSQL), on the unit's writer:
+
+    SELECT pg_try_advisory_xact_lock(<64-bit hash of user id and key>)   false: 409
+    SELECT the key's row               completed: replay; another payload: 422
+    the work
+    INSERT the key's row, completed, with the response (ON CONFLICT: see _store)
+    COMMIT                             the work's writes and the key's row, together
+
+Why it holds (READ COMMITTED, the engines' level: each statement sees what committed before
+it began):
+- Two requests with one key: the first to take the lock runs; the other's try fails at
+  once (409, no waiting) for as long as the first's transaction lives.
+- The lock is released by the holder's COMMIT or ROLLBACK, after its writes became
+  visible, and the row is read by a statement *after* the lock was taken (never in the
+  same one: its snapshot could predate that commit), so it sees what the holder committed:
+  the completed row (replay), or nothing if it rolled back (run).
+- A 5xx or an exception rolls back: no write of the work and no key row were ever kept, and
+  the lock dies with the transaction; a retry runs.
+- A refusal (a 4xx the work raised) is final for the key but its writes are not kept: the
+  transaction is rolled back (the lock with it), and a new one takes the lock again (try)
+  and stores the refusal. A retry that slipped in between those two round trips runs the
+  work itself and its outcome is the key's; this request then answers its refusal without
+  storing it (the lock was taken, or the INSERT found the other's row). Nothing runs twice:
+  the refused work's writes are gone. (A SAVEPOINT around the work would close that window
+  at the price of round trips on every request: BENCHMARKS.md, Lever 5.)
+- A row left `in_progress` by the code before this one (it committed a claim before the
+  work; during a rolling deploy both run) answers 409 until STALE_AFTER, then is taken
+  over. That code takes no advisory lock, so the INSERT that stores an outcome replaces a
+  row only if it is still the one read after the lock (same `locked_at`); if a request
+  claimed the key meanwhile, this one's work is dropped and it answers 409.
+- Two keys whose hashes collide (2^-64) only make one wait for the other (409).
+SQLite (unit tests) has no advisory locks: it serialises writers, and the same guarded
+INSERT refuses the second of two racing requests (its work rolled back, 409).
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import NoReturn
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Insert, bindparam, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import IdempotencyKey
 from models.base import utcnow
-from services.base.db import insert_ignoring_conflict
 from services.base.errors import Conflict, TrellisError
 from services.base.unit_of_work import UnitOfWork, transaction
 
 log = logging.getLogger("trellis.idempotency")
 
-# A request holding a key longer than this (the gunicorn timeout plus margin) has died; its
-# writes rolled back with it, so a retry may safely take the key over.
+# A row left `in_progress` (by the code before one-transaction requests, which committed its
+# claim first) longer than this (the gunicorn timeout plus margin) belongs to a request that
+# died; its writes rolled back with it, so a retry may safely take the key over.
 STALE_AFTER = timedelta(seconds=60)
 
 
@@ -67,85 +103,72 @@ def run(
     ttl: timedelta,
     work: Callable[[], Outcome],
 ) -> StoredResponse:
-    """Run `work` once per (user, key); replay its stored response on retries.
-
-    The claim is bookkeeping, committed before the work so that a concurrent retry sees it;
-    the work's writes and the stored response then commit together, once.
-    """
-    with unit.bookkeeping() as session:
-        stored = _claim(session, user_id, key, fingerprint, ttl)
-    if stored is not None:
-        return stored
+    """Run `work` once per (user, key); replay its stored response on retries. The key's
+    record, the work's writes and the response commit together, once (module docstring)."""
+    session = unit.writer()
+    now = utcnow()
+    seen = _look_up(session, user_id, key, fingerprint, now)
+    if isinstance(seen, StoredResponse):
+        return seen
     try:
         outcome = work()
     except BaseException:
-        _release_after_failure(unit, user_id, key)
+        unit.rollback()  # nothing of the work is kept, and the key stays free for a retry
         raise
     response = outcome.response
     if response.status >= 500:  # nothing was done; let a retry run again
-        _release_after_failure(unit, user_id, key)
-        return response
-    if outcome.raised:  # a refusal is final for this key, but the work's writes are not kept
         unit.rollback()
-    try:
-        unit.writer().execute(
-            _COMPLETE,
-            {
-                "user": user_id,
-                "the_key": key,
-                "status": response.status,
-                "body": response.body,
-                "headers": {"Content-Type": response.content_type, **response.headers},
-            },
-        )
-        unit.commit()  # the work's writes and the stored response, together
-    except BaseException:
-        # Nothing was kept (or, if only COMMIT's answer was lost, the key is completed and
-        # the release below matches nothing): free the key so the retry runs or replays.
-        _release_after_failure(unit, user_id, key)
-        raise
+        return response
+    record = {
+        "user_id": user_id,
+        "key": key,
+        "fingerprint": fingerprint,
+        "state": "completed",
+        "locked_at": now,
+        "expires_at": now + ttl,
+        "response_status": response.status,
+        "response_body": response.body,
+        "response_headers": {"Content-Type": response.content_type, **response.headers},
+        "seen_locked_at": seen,
+    }
+    if outcome.raised:
+        _store_refusal(unit, user_id, key, record)
+        return response
+    if session.execute(_store(_dialect(session)), record).rowcount != 1:
+        unit.rollback()  # another request claimed the key meanwhile (module docstring)
+        _busy()
+    unit.commit()  # the work's writes and the stored response, together
     return response
 
 
-_KEYS = IdempotencyKey.__table__
-# Built once (building it per request cost more than running it); values bound at execution.
-_COMPLETE = (
-    update(_KEYS)
-    .where(_KEYS.c.user_id == bindparam("user"), _KEYS.c.key == bindparam("the_key"))
-    .values(
-        state="completed",
-        response_status=bindparam("status", type_=_KEYS.c.response_status.type),
-        response_body=bindparam("body", type_=_KEYS.c.response_body.type),
-        response_headers=bindparam("headers", type_=_KEYS.c.response_headers.type),
-    )
-)
+def _store_refusal(
+    unit: UnitOfWork, user_id: uuid.UUID, key: str, record: dict[str, object]
+) -> None:
+    """Drop the refused work's writes, then store the refusal as the key's answer in a new
+    transaction under the key's lock, unless another request took the key meanwhile."""
+    unit.rollback()
+    session = unit.writer()
+    locks = _dialect(session) == "postgresql"
+    if locks and not session.scalar(_TRY_LOCK, {"lock": lock_id(user_id, key)}):
+        return  # a retry runs now: its outcome becomes the key's
+    if session.execute(_store(_dialect(session)), record).rowcount == 1:
+        unit.commit()
 
 
-def _claim(
-    session: Session, user_id: uuid.UUID, key: str, fingerprint: str, ttl: timedelta
-) -> StoredResponse | None:
-    now = utcnow()
-    fresh = {
-        "fingerprint": fingerprint,
-        "state": "in_progress",
-        "locked_at": now,
-        "expires_at": now + ttl,
-        "response_status": None,
-        "response_body": None,
-        "response_headers": None,
-    }
-    inserted = insert_ignoring_conflict(
-        session, IdempotencyKey, {"user_id": user_id, "key": key, **fresh}, ["user_id", "key"]
-    )
-    if inserted.rowcount == 1:
+def _look_up(
+    session: Session, user_id: uuid.UUID, key: str, fingerprint: str, now: datetime
+) -> StoredResponse | datetime | None:
+    """Take the key's lock (409 if another request holds it), then read its row: the stored
+    response to replay, or what the outcome's INSERT must find there (None: no row; else
+    the `locked_at` of an expired or abandoned row it takes over). 422 for another payload."""
+    locks = _dialect(session) == "postgresql"
+    if locks and not session.scalar(_TRY_LOCK, {"lock": lock_id(user_id, key)}):
+        _busy()
+    row = session.execute(_FIND, {"user": user_id, "the_key": key}).one_or_none()
+    if row is None:
         return None
-    row = session.scalars(
-        select(IdempotencyKey)
-        .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-        .execution_options(populate_existing=True)
-    ).one()
     if row.expires_at <= now:
-        return None if _take_over(session, row, fresh) else _busy()
+        return row.locked_at  # expired: a new request, whatever it carries
     if row.fingerprint != fingerprint:
         raise KeyReused(
             "This Idempotency-Key was already used with a different request; use a new key."
@@ -156,9 +179,16 @@ def _claim(
         return StoredResponse(
             row.response_status or 200, row.response_body or b"", content_type, headers, True
         )
-    if row.locked_at <= now - STALE_AFTER and _take_over(session, row, fresh):
-        return None
-    return _busy()
+    if row.locked_at <= now - STALE_AFTER:
+        return row.locked_at  # left in_progress by a request that died: take it over
+    _busy()
+
+
+def lock_id(user_id: uuid.UUID, key: str) -> int:
+    """The key's advisory lock: a signed 64-bit hash of the user and the key (one bigint,
+    a key space apart from the two-int4 locks, e.g. claim_time's)."""
+    digest = hashlib.blake2b(user_id.bytes + key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _busy() -> NoReturn:
@@ -167,37 +197,36 @@ def _busy() -> NoReturn:
     )
 
 
-def _take_over(session: Session, row: IdempotencyKey, fresh: dict[str, object]) -> bool:
-    """Re-arm an expired or abandoned key; only one of several racing retries wins."""
-    result = session.execute(
-        update(IdempotencyKey)
-        .where(
-            IdempotencyKey.user_id == row.user_id,
-            IdempotencyKey.key == row.key,
-            IdempotencyKey.locked_at == row.locked_at,
-        )
-        .values(**fresh)
+_KEYS = IdempotencyKey.__table__
+# Built once (building them per request cost more than running them); values bound at run.
+_TRY_LOCK = select(func.pg_try_advisory_xact_lock(bindparam("lock")))
+_FIND = select(
+    _KEYS.c.fingerprint,
+    _KEYS.c.state,
+    _KEYS.c.locked_at,
+    _KEYS.c.expires_at,
+    _KEYS.c.response_status,
+    _KEYS.c.response_body,
+    _KEYS.c.response_headers,
+).where(_KEYS.c.user_id == bindparam("user"), _KEYS.c.key == bindparam("the_key"))
+
+
+@cache
+def _store(dialect: str) -> Insert:
+    """The outcome's INSERT. A row already there is replaced only if it is the one read
+    after the lock (`seen_locked_at`; NULL when there was none, which matches nothing):
+    otherwise another request claimed the key meanwhile and the rowcount is 0."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_KEYS)
+    columns = [c.name for c in _KEYS.c if c.name not in ("user_id", "key")]
+    return insert.on_conflict_do_update(
+        index_elements=[_KEYS.c.user_id, _KEYS.c.key],
+        set_={name: insert.excluded[name] for name in columns},
+        where=_KEYS.c.locked_at == bindparam("seen_locked_at", type_=_KEYS.c.locked_at.type),
     )
-    return result.rowcount == 1
 
 
-def _release_after_failure(unit: UnitOfWork, user_id: uuid.UUID, key: str) -> None:
-    """Roll the work back and free the key; if the database is gone too, the key frees
-    itself after STALE_AFTER, and the original error is the one the client hears about."""
-    try:
-        unit.rollback()
-        with unit.bookkeeping() as session:
-            session.execute(
-                delete(IdempotencyKey).where(
-                    IdempotencyKey.user_id == user_id,
-                    IdempotencyKey.key == key,
-                    IdempotencyKey.state == "in_progress",
-                )
-            )
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            unit.rollback()
-        log.warning("could not release an Idempotency-Key after a failure: %s", exc)
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 def purge_expired(sessions: sessionmaker[Session], *, now: datetime | None = None) -> int:

@@ -10,9 +10,10 @@ Nothing is kept unless `commit()` runs, and it runs once per unit: in the endpoi
 after the view returned, or in the idempotency layer together with the stored response.
 `close()` rolls back whatever was not committed. Services never commit.
 
-Bookkeeping that must stand whatever becomes of the work (the caller's user row on sign-in,
-an Idempotency-Key claim or its release) runs in `bookkeeping()`: a short transaction of its
-own on the writer, allowed only while the unit holds no work.
+Bookkeeping that must stand whatever becomes of the work (the caller's user row on sign-in)
+runs in `bookkeeping()`: a short transaction of its own on the writer, allowed only while
+the unit holds no work. The idempotency layer needs none: a key's lock, its row and the
+work share the writer's one transaction (services/base/idempotency.py).
 
 Jobs (the outbox relay, the export, clean-ups) have no request around them: each step runs
 in `transaction(sessions)`, committed at the end of the block. `_commit` below is the one
@@ -98,7 +99,8 @@ class UnitOfWork:
             self._wrote |= _commit(self._writer)
 
     def rollback(self) -> None:
-        """Drop the work so far (a refusal inside the idempotency layer)."""
+        """Drop the work so far (the idempotency layer, after a failure or a refusal); the
+        writer's next statement begins a new transaction."""
         if self._writer is not None:
             self._writer.rollback()
         self._working = False
