@@ -98,42 +98,43 @@ def test_a_mixed_batch_keeps_the_good_events_and_names_the_bad(actors, session: 
 LONG = "x" * 300
 
 
-@pytest.mark.parametrize(
-    ("overrides", "field", "code"),
-    [
-        ({"name": ""}, "name", "string_too_short"),
-        ({"name": "a" * 129}, "name", "string_too_long"),
-        ({"name": "app open"}, "name", "string_pattern_mismatch"),
-        ({"name": "app/open"}, "name", "string_pattern_mismatch"),
-        ({"name": 5}, "name", "string_type"),
-        ({"name": None}, "name", "string_type"),
-        ({"timestamp": "2026-01-01T10:00:00"}, "timestamp", "value_error"),  # no zone
-        ({"timestamp": "2026-01-01"}, "timestamp", "value_error"),
-        ({"timestamp": "1767261600"}, "timestamp", "value_error"),
-        ({"timestamp": 1767261600}, "timestamp", "value_error"),
-        ({"timestamp": "2026-02-30T10:00:00Z"}, "timestamp", "datetime_from_date_parsing"),
-        ({"timestamp": "9999-12-31T23:59:59-23:59"}, "timestamp", "too_far_ahead"),
-        ({"timestamp": "0001-01-01T00:00:00+23:59"}, "timestamp", "too_old"),
-        ({"session_id": ""}, "session_id", "string_too_short"),
-        ({"session_id": "s" * 129}, "session_id", "string_too_long"),
-        ({"session_id": "has space"}, "session_id", "string_pattern_mismatch"),
-        ({"attributes": {f"k{i}": "v" for i in range(51)}}, "attributes", "too_long"),
-        ({"attributes": {"k" * 65: "v"}}, f"attributes.{'k' * 64}….[key]", "string_too_long"),
-        ({"attributes": {"bad key": "v"}}, "attributes.bad key.[key]", "string_pattern_mismatch"),
-        ({"attributes": {"k": "v" * 257}}, "attributes.k", "string_too_long"),
-        ({"attributes": {"k": 5}}, "attributes.k", "string_type"),
-        ({"attributes": {"k": "two\nlines"}}, "attributes.k", "value_error"),
-        ({"attributes": ["k"]}, "attributes", "dict_type"),
-        ({"metrics": {f"m{i}": 1 for i in range(51)}}, "metrics", "too_long"),
-        ({"metrics": {"m": True}}, "metrics.m", "float_type"),
-        ({"metrics": {"m": "1"}}, "metrics.m", "float_type"),
-        ({"metrics": {"m": None}}, "metrics.m", "float_type"),
-        ({"metrics": {"m": int("9" * 400)}}, "metrics.m", "finite_number"),
-        ({"app_version": "1" * 33}, "app_version", "string_too_long"),
-        ({"platform": "windows"}, "platform", "literal_error"),
-        ({"user_id": str(uuid.uuid4())}, "user_id", "extra_forbidden"),
-    ],
-)
+# Each: what is wrong with an event, and the field and code its rejection names.
+MALFORMED = [
+    ({"name": ""}, "name", "string_too_short"),
+    ({"name": "a" * 129}, "name", "string_too_long"),
+    ({"name": "app open"}, "name", "string_pattern_mismatch"),
+    ({"name": "app/open"}, "name", "string_pattern_mismatch"),
+    ({"name": 5}, "name", "string_type"),
+    ({"name": None}, "name", "string_type"),
+    ({"timestamp": "2026-01-01T10:00:00"}, "timestamp", "value_error"),  # no zone
+    ({"timestamp": "2026-01-01"}, "timestamp", "value_error"),
+    ({"timestamp": "1767261600"}, "timestamp", "value_error"),
+    ({"timestamp": 1767261600}, "timestamp", "value_error"),
+    ({"timestamp": "2026-02-30T10:00:00Z"}, "timestamp", "datetime_from_date_parsing"),
+    ({"timestamp": "9999-12-31T23:59:59-23:59"}, "timestamp", "too_far_ahead"),
+    ({"timestamp": "0001-01-01T00:00:00+23:59"}, "timestamp", "too_old"),
+    ({"session_id": ""}, "session_id", "string_too_short"),
+    ({"session_id": "s" * 129}, "session_id", "string_too_long"),
+    ({"session_id": "has space"}, "session_id", "string_pattern_mismatch"),
+    ({"attributes": {f"k{i}": "v" for i in range(51)}}, "attributes", "too_long"),
+    ({"attributes": {"k" * 65: "v"}}, f"attributes.{'k' * 64}….[key]", "string_too_long"),
+    ({"attributes": {"bad key": "v"}}, "attributes.bad key.[key]", "string_pattern_mismatch"),
+    ({"attributes": {"k": "v" * 257}}, "attributes.k", "string_too_long"),
+    ({"attributes": {"k": 5}}, "attributes.k", "string_type"),
+    ({"attributes": {"k": "two\nlines"}}, "attributes.k", "value_error"),
+    ({"attributes": ["k"]}, "attributes", "dict_type"),
+    ({"metrics": {f"m{i}": 1 for i in range(51)}}, "metrics", "too_long"),
+    ({"metrics": {"m": True}}, "metrics.m", "float_type"),
+    ({"metrics": {"m": "1"}}, "metrics.m", "float_type"),
+    ({"metrics": {"m": None}}, "metrics.m", "float_type"),
+    ({"metrics": {"m": int("9" * 400)}}, "metrics.m", "finite_number"),
+    ({"app_version": "1" * 33}, "app_version", "string_too_long"),
+    ({"platform": "windows"}, "platform", "literal_error"),
+    ({"user_id": str(uuid.uuid4())}, "user_id", "extra_forbidden"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field", "code"), MALFORMED)
 def test_each_malformed_event_is_rejected_alone(actors, overrides, field, code) -> None:  # type: ignore[no-untyped-def]
     user = actors("consumer")
     response = post_events(user, [ev("first"), {**ev(), **overrides}, ev("last")])
@@ -143,6 +144,111 @@ def test_each_malformed_event_is_rejected_alone(actors, overrides, field, code) 
     (rejection,) = body["rejected"]
     assert rejection["index"] == 1
     assert (field, code) in [(e["field"], e["code"]) for e in rejection["errors"]], rejection
+
+
+@pytest.mark.parametrize(("overrides", "field", "code"), MALFORMED)
+def test_a_bad_event_among_49_good_is_rejected_as_it_is_alone(
+    actors, overrides, field, code
+) -> None:  # type: ignore[no-untyped-def]
+    # A batch of good events is validated in one pass, one with a bad event event by event:
+    # the bad one's rejection must not depend on which.
+    user = actors("consumer")
+    bad = {**ev(), **overrides}
+    alone = post_events(user, [bad]).get_json()
+    assert alone["accepted"] == 0
+    events = [ev(f"e{i}") for i in range(49)]
+    events.insert(17, bad)
+    body = post_events(user, events).get_json()
+    assert body == {"accepted": 49, "rejected": [{**alone["rejected"][0], "index": 17}]}
+
+
+def test_the_rejection_of_one_bad_event_among_50_is_exact(actors, session: Session) -> None:  # type: ignore[no-untyped-def]
+    user = actors("consumer")
+    events = [ev(f"e{i}", attributes={"i": str(i)}, metrics={"i": i}) for i in range(50)]
+    events[31] = ev("e31", attributes={"k": "two\nlines", "bad key": 5}, platform="windows")
+    response = post_events(user, events)
+    assert response.status_code == 202
+    pattern = "String should match pattern '^[A-Za-z0-9_.:-]+$'"
+    line = "one line of printable characters only: U+000A (LINE FEED) at index 3 is not allowed"
+    literal = "Input should be 'ios', 'android' or 'web'"
+    assert response.get_json() == {
+        "accepted": 49,
+        "rejected": [
+            {
+                "index": 31,
+                "reason": (
+                    f"attributes.k: {line}; attributes.bad key.[key]: {pattern}; "
+                    f"attributes.bad key: Input should be a valid string; platform: {literal}"
+                ),
+                "errors": [
+                    {"field": "attributes.k", "message": line, "code": "value_error"},
+                    {
+                        "field": "attributes.bad key.[key]",
+                        "message": pattern,
+                        "code": "string_pattern_mismatch",
+                    },
+                    {
+                        "field": "attributes.bad key",
+                        "message": "Input should be a valid string",
+                        "code": "string_type",
+                    },
+                    {"field": "platform", "message": literal, "code": "literal_error"},
+                ],
+            }
+        ],
+    }
+    rows = stored(session, user.id)
+    assert [r.name for r in rows] == [f"e{i}" for i in range(50) if i != 31]
+    assert [r.attributes for r in rows] == [{"i": str(i)} for i in range(50) if i != 31]
+
+
+def _varied_good_events() -> list[dict[str, Any]]:
+    now = NOW()
+    zones = [timezone(timedelta(hours=h, minutes=m)) for h, m in ((0, 0), (5, 30), (-7, 0))]
+    # Offsets PostgreSQL would refuse (beyond 15:59): RFC 3339 allows them, and so do we.
+    zones += [timezone(timedelta(hours=23, minutes=59)), timezone(-timedelta(hours=23, minutes=59))]
+    return [
+        ev(
+            f"e.{i}",
+            timestamp=(now - timedelta(minutes=i, microseconds=i))
+            .astimezone(zones[i % 5])
+            .isoformat(),
+            session_id=f"s-{i % 3}" if i % 4 else None,
+            attributes={"screen": f"  search {i} ", "emoji": "🏳️‍🌈", "empty": ""} if i % 2 else {},
+            metrics={"n": i, "ratio": i / 7, "big": 2**63 + i} if i % 3 else {"n": -i},
+            app_version=" 2.4.1 (311) " if i % 2 else None,
+            platform=("ios", "android", "web", None)[i % 4],
+        )
+        for i in range(50)
+    ]
+
+
+def _rows(session: Session, user_id: str) -> list[tuple[Any, ...]]:
+    return [
+        (r.name, r.occurred_at, r.session_id, r.attributes, r.metrics, r.app_version, r.platform)
+        for r in stored(session, user_id)
+    ]
+
+
+def test_a_good_batch_is_stored_as_the_same_batch_with_a_bad_event_is(
+    actors, session: Session
+) -> None:  # type: ignore[no-untyped-def]
+    # The same 50 events, validated in one pass (all good) and event by event (one bad).
+    events = _varied_good_events()
+    at_once, one_by_one = actors("consumer"), actors("consumer")
+    assert post_events(at_once, events).get_json() == {"accepted": 50, "rejected": []}
+    body = post_events(one_by_one, [*events, ev("bad name")]).get_json()
+    assert body["accepted"] == 50 and [r["index"] for r in body["rejected"]] == [50]
+    rows = _rows(session, at_once.id)
+    assert rows == _rows(session, one_by_one.id)
+    first = rows[1]  # i = 1: +05:30, every optional field
+    assert first[0] == "e.1" and first[2] == "s-1" and first[6] == "android"
+    assert first[3] == {"screen": "search 1", "emoji": "🏳️‍🌈", "empty": ""}  # trimmed
+    assert first[4] == {"n": 1.0, "ratio": 1 / 7, "big": float(2**63 + 1)}
+    assert first[5] == "2.4.1 (311)"
+    sent = [datetime.fromisoformat(e["timestamp"]) for e in events]
+    assert [r[1] for r in rows] == sent  # the same instants, 23:59 offsets included
+    assert all(r[1].utcoffset() == timedelta(0) for r in rows)
 
 
 def test_missing_fields_are_named(actors) -> None:  # type: ignore[no-untyped-def]
