@@ -7,23 +7,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from flask import Blueprint, Response
 
 from api.auth import current_user
 from api.context import components, unit
 from api.endpoint import endpoint
-from api.responses import json_response
+from api.responses import values_response
 from api.schemas.marketplace import (
     Booking,
     BookingCreate,
-    BookingEvent,
     BookingListQuery,
-    BookingLocationOut,
-    BookingMove,
     BookingPage,
-    BookingParty,
-    BookingReschedule,
     CancelRequest,
     Message,
     MessageCreate,
@@ -41,61 +37,39 @@ bp = Blueprint("bookings", __name__, url_prefix="/v1/bookings")
 _MINUTE = timedelta(minutes=1)
 
 
-def _booking(view: bookings.BookingView) -> Booking:
-    history = None
-    if view.history is not None:
-        history = [
-            BookingEvent(
-                from_status=e.from_status,  # type: ignore[arg-type]
-                to_status=e.to_status,  # type: ignore[arg-type]
-                actor_id=e.actor_id,
-                actor_role=e.actor_role,  # type: ignore[arg-type]
-                reason=e.reason,
-                at=e.at,
-                kind=e.kind,  # type: ignore[arg-type]
-                move=_move(e.move),
-            )
-            for e in view.history
-        ]
-    return Booking(
-        id=view.id,
-        consumer_id=view.consumer_id,
-        provider_id=view.provider_id,
-        category=view.category,
-        scheduled_at=view.scheduled_at,
-        ends_at=view.ends_at,
-        duration_minutes=(view.ends_at - view.scheduled_at) // _MINUTE,
-        location=BookingLocationOut(lat=view.lat, lng=view.lng, address=view.address),
-        notes=view.notes,
-        status=view.status,  # type: ignore[arg-type]
-        created_at=view.created_at,
-        updated_at=view.updated_at,
-        reschedule=_reschedule(view.reschedule),
-        history=history,
-        consumer=_party(view.consumer),
-        provider=_party(view.provider),
-    )
+def _booking(view: bookings.BookingView) -> dict[str, Any]:
+    """A booking as `Booking` writes it, in plain values (api/responses.py): its history,
+    move and proposal views are dataclasses with the schema's very fields, which orjson
+    writes as they are."""
+    return {
+        "id": view.id,
+        "consumer_id": view.consumer_id,
+        "provider_id": view.provider_id,
+        "category": view.category,
+        "scheduled_at": view.scheduled_at,
+        "ends_at": view.ends_at,
+        "duration_minutes": (view.ends_at - view.scheduled_at) // _MINUTE,
+        "location": {"lat": view.lat, "lng": view.lng, "address": view.address},
+        "notes": view.notes,
+        "status": view.status,
+        "created_at": view.created_at,
+        "updated_at": view.updated_at,
+        "reschedule": view.reschedule,
+        "history": view.history,
+        "consumer": _party(view.consumer),
+        "provider": _party(view.provider),
+    }
 
 
-def _move(move: bookings.MoveView | None) -> BookingMove | None:
-    return None if move is None else BookingMove.model_validate(move, from_attributes=True)
-
-
-def _reschedule(proposal: bookings.RescheduleView | None) -> BookingReschedule | None:
-    if proposal is None:
-        return None
-    return BookingReschedule.model_validate(proposal, from_attributes=True)
-
-
-def _party(party: bookings.PartyView | None) -> BookingParty | None:
+def _party(party: bookings.PartyView | None) -> dict[str, Any] | None:
     if party is None:
         return None
-    return BookingParty(
-        id=party.id,
-        display_name=party.display_name,
-        deleted=party.deleted,
-        avatar_url=components().avatar_urls.url(party.avatar_key),
-    )
+    return {
+        "id": party.id,
+        "display_name": party.display_name,
+        "deleted": party.deleted,
+        "avatar_url": components().avatar_urls.url(party.avatar_key),
+    }
 
 
 @bp.post("")
@@ -135,7 +109,7 @@ def create_booking(body: BookingCreate) -> Response:
         step_minutes=components().settings.slot_step_minutes,
         policy=_policy(),
     )
-    response = json_response(_booking(view), 201)
+    response = values_response(Booking, _booking(view), 201)
     response.headers["Location"] = f"/v1/bookings/{view.id}"
     return response
 
@@ -147,7 +121,7 @@ def create_booking(body: BookingCreate) -> Response:
     query=BookingListQuery,
     response=BookingPage,
 )
-def list_bookings(query: BookingListQuery) -> BookingPage:
+def list_bookings(query: BookingListQuery) -> dict[str, Any]:
     page = bookings.list_bookings(
         unit().session,
         viewer=current_user(),
@@ -156,12 +130,12 @@ def list_bookings(query: BookingListQuery) -> BookingPage:
         cursor=query.cursor,
         limit=query.limit,
     )
-    return BookingPage(items=[_booking(v) for v in page.items], next_cursor=page.next_cursor)
+    return {"items": [_booking(v) for v in page.items], "next_cursor": page.next_cursor}
 
 
 @bp.get("/<uuid:booking_id>")
 @endpoint(summary="One booking with its history", tags=("bookings",), response=Booking)
-def get_booking(booking_id: uuid.UUID) -> Booking:
+def get_booking(booking_id: uuid.UUID) -> dict[str, Any]:
     return _booking(
         bookings.get_booking(unit().session, booking_id=booking_id, viewer=current_user())
     )
@@ -171,7 +145,9 @@ def _policy() -> TimerPolicy:
     return TimerPolicy.of(components().settings)
 
 
-def _transition(booking_id: uuid.UUID, action: bookings.Action, reason: str | None) -> Booking:
+def _transition(
+    booking_id: uuid.UUID, action: bookings.Action, reason: str | None
+) -> dict[str, Any]:
     view = bookings.transition(
         unit().session,
         booking_id=booking_id,
@@ -192,7 +168,7 @@ _PROVIDER_ACTIONS: tuple[tuple[bookings.Action, str], ...] = (
 
 
 def _provider_action(action: bookings.Action, summary: str) -> None:
-    def view(booking_id: uuid.UUID, body: Reason) -> Booking:
+    def view(booking_id: uuid.UUID, body: Reason) -> dict[str, Any]:
         return _transition(booking_id, action, body.reason)
 
     view.__name__ = f"{action}_booking"
@@ -230,7 +206,7 @@ for _action, _summary in _PROVIDER_ACTIONS:
     idempotent=True,
     errors=(409,),
 )
-def cancel_booking(booking_id: uuid.UUID, body: CancelRequest) -> Booking:
+def cancel_booking(booking_id: uuid.UUID, body: CancelRequest) -> dict[str, Any]:
     """The consumer, the provider or an admin; a reason is required."""
     return _transition(booking_id, "cancel", body.reason)
 
@@ -245,7 +221,7 @@ def cancel_booking(booking_id: uuid.UUID, body: CancelRequest) -> Booking:
     idempotent=True,
     errors=(403, 409),
 )
-def propose_reschedule(booking_id: uuid.UUID, body: RescheduleRequest) -> Booking:
+def propose_reschedule(booking_id: uuid.UUID, body: RescheduleRequest) -> dict[str, Any]:
     """The consumer or the provider (403 for admins); the booking's `reschedule` shows the
     proposal and the other party is notified. 409 while another proposal is pending (at
     most one: it must be answered first) or when the booking is in another state; 422 for
@@ -262,7 +238,7 @@ def propose_reschedule(booking_id: uuid.UUID, body: RescheduleRequest) -> Bookin
     return _booking(view)
 
 
-def _answer(booking_id: uuid.UUID, *, accept: bool) -> Booking:
+def _answer(booking_id: uuid.UUID, *, accept: bool) -> dict[str, Any]:
     view = reschedule.answer(
         unit().session,
         booking_id=booking_id,
@@ -283,7 +259,7 @@ def _answer(booking_id: uuid.UUID, *, accept: bool) -> Booking:
     idempotent=True,
     errors=(403, 409),
 )
-def accept_reschedule(booking_id: uuid.UUID) -> Booking:
+def accept_reschedule(booking_id: uuid.UUID) -> dict[str, Any]:
     """403 for the party who proposed it (and admins); 409 when none is pending, when the
     time has passed, `/problems/slot-taken` when it overlaps another accepted booking of
     the provider, `/problems/slot-unavailable` when it is no longer a free slot. The
@@ -300,7 +276,7 @@ def accept_reschedule(booking_id: uuid.UUID) -> Booking:
     idempotent=True,
     errors=(403, 409),
 )
-def decline_reschedule(booking_id: uuid.UUID) -> Booking:
+def decline_reschedule(booking_id: uuid.UUID) -> dict[str, Any]:
     """403 for the party who proposed it (and admins); 409 when none is pending."""
     return _answer(booking_id, accept=False)
 
@@ -316,7 +292,7 @@ def decline_reschedule(booking_id: uuid.UUID) -> Booking:
     idempotent=True,
     errors=(403,),
 )
-def post_message(booking_id: uuid.UUID, body: MessageCreate) -> Message:
+def post_message(booking_id: uuid.UUID, body: MessageCreate) -> dict[str, Any]:
     """Only the two parties, and not once either blocked the other (403,
     `/problems/blocked`); admins may read but not write (403). 409
     `/problems/account-deleted` once the other party scheduled their account's deletion,
@@ -328,7 +304,19 @@ def post_message(booking_id: uuid.UUID, body: MessageCreate) -> Message:
         body=body.body,
         content=components().content_filter,
     )
-    return Message.model_validate(view, from_attributes=True)
+    return _message(view)
+
+
+def _message(view: messages.MessageView) -> dict[str, Any]:
+    return {
+        "id": view.id,
+        "booking_id": view.booking_id,
+        "seq": view.seq,
+        "sender_id": view.sender_id,
+        "body": view.body,
+        "removed": view.removed,
+        "created_at": view.created_at,
+    }
 
 
 @bp.get("/<uuid:booking_id>/messages")
@@ -338,7 +326,7 @@ def post_message(booking_id: uuid.UUID, body: MessageCreate) -> Message:
     query=MessageQuery,
     response=MessagePage,
 )
-def list_messages(booking_id: uuid.UUID, query: MessageQuery) -> MessagePage:
+def list_messages(booking_id: uuid.UUID, query: MessageQuery) -> dict[str, Any]:
     """Poll cheaply: keep `poll_cursor` and ask again with `after=` it for only new messages."""
     page = messages.list_messages(
         unit().session,
@@ -347,11 +335,11 @@ def list_messages(booking_id: uuid.UUID, query: MessageQuery) -> MessagePage:
         after=query.after,
         limit=query.limit,
     )
-    return MessagePage(
-        items=[Message.model_validate(m, from_attributes=True) for m in page.items],
-        next_cursor=page.next_cursor,
-        poll_cursor=page.poll_cursor,
-    )
+    return {
+        "items": [_message(m) for m in page.items],
+        "next_cursor": page.next_cursor,
+        "poll_cursor": page.poll_cursor,
+    }
 
 
 @bp.post("/<uuid:booking_id>/review")

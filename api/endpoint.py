@@ -23,7 +23,7 @@ from api.auth import authenticate, require_recent_sign_in, verified_identity
 from api.context import components, open_unit, unit
 from api.errors import DATABASE_ERRORS, problem_type
 from api.idempotency import run_idempotently
-from api.responses import json_response
+from api.responses import json_response, values_response
 from api.validation import parse_json, parse_path, parse_query, read_body
 from services.base.errors import TrellisError
 from services.base.settings import Settings
@@ -105,7 +105,10 @@ def endpoint(
     or domain errors (`SyncConflict`): an error's problem schema is then documented.
     `location=True`: the view sets a Location header on its success response;
     `cacheable=True`: Cache-Control and an ETag, and 304 for If-None-Match;
-    `localized=True`: Trellis's own texts in the answer follow Accept-Language. One tag each:
+    `localized=True`: Trellis's own texts in the answer follow Accept-Language. The view
+    returns an instance of `response`, or (on hot routes, api/responses.py) a dict of plain
+    values shaped as it, written with orjson and checked against it under RESPONSE_CHECKS;
+    a Response; or None for 204. One tag each:
     generated clients group operations by it, and /docs shows an operation once per tag.
     """
     if len(tags) != 1:
@@ -193,7 +196,11 @@ def _call(view: Callable[..., Any], spec: Endpoint, path: dict[str, Any]) -> Res
         return result
     if result is None:
         return Response(status=204)
-    return json_response(result, spec.status)
+    if isinstance(result, BaseModel):
+        return json_response(result, spec.status)
+    if spec.response is None:
+        raise TypeError(f"{view.__name__} answered plain values but declares no response schema")
+    return values_response(spec.response, result, spec.status)
 
 
 def declared(view: Callable[..., Any]) -> Endpoint | None:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from flask import Blueprint
 
 from api.auth import current_user
 from api.context import components, unit
 from api.endpoint import endpoint
-from api.schemas.common import Location
 from api.schemas.marketplace import (
     OwnProviderProfile,
     Provider,
-    ProviderHit,
     ProviderPage,
     ProviderProfileIn,
     ProviderSearch,
@@ -24,7 +23,8 @@ from services.marketplace import providers
 bp = Blueprint("providers", __name__, url_prefix="/v1")
 
 
-def _public(view: providers.ProviderView) -> dict[str, object]:
+def _public(view: providers.ProviderView) -> dict[str, Any]:
+    """`Provider` in plain values (api/responses.py)."""
     fields = {
         name: getattr(view, name)
         for name in (
@@ -41,7 +41,7 @@ def _public(view: providers.ProviderView) -> dict[str, object]:
     }
     return {
         **fields,
-        "location": Location(lat=view.lat, lng=view.lng),
+        "location": {"lat": view.lat, "lng": view.lng},
         "avatar_url": components().avatar_urls.url(view.avatar_key),
     }
 
@@ -56,7 +56,7 @@ def _public(view: providers.ProviderView) -> dict[str, object]:
     response=OwnProviderProfile,
     errors=(409,),
 )
-def put_provider_profile(body: ProviderProfileIn) -> OwnProviderProfile:
+def put_provider_profile(body: ProviderProfileIn) -> dict[str, Any]:
     """Needs the provider role. Replaces the whole profile; ratings are kept. 409
     (`/problems/account-deletion-scheduled`) while your account's deletion is scheduled."""
     data = providers.ProfileInput(
@@ -75,7 +75,7 @@ def put_provider_profile(body: ProviderProfileIn) -> OwnProviderProfile:
         data=data,
         content=components().content_filter,
     )
-    return OwnProviderProfile(**_public(view), active=view.active)
+    return {**_public(view), "active": view.active}
 
 
 @bp.get("/me/provider-profile")
@@ -86,17 +86,17 @@ def put_provider_profile(body: ProviderProfileIn) -> OwnProviderProfile:
     response=OwnProviderProfile,
     errors=(404,),
 )
-def get_provider_profile() -> OwnProviderProfile:
+def get_provider_profile() -> dict[str, Any]:
     """404 until you have created one."""
     view = providers.own_profile(unit().session, user_id=current_user().id)
-    return OwnProviderProfile(**_public(view), active=view.active)
+    return {**_public(view), "active": view.active}
 
 
 @bp.get("/providers")
 @endpoint(
     summary="Search providers", tags=("providers",), query=ProviderSearch, response=ProviderPage
 )
-def search_providers(query: ProviderSearch) -> ProviderPage:
+def search_providers(query: ProviderSearch) -> dict[str, Any]:
     """Active providers by category, distance from a point (nearest first) and words.
 
     `lat` and `lng` go together; `radius_km` (default 25) applies when they are given.
@@ -119,16 +119,16 @@ def search_providers(query: ProviderSearch) -> ProviderPage:
         limit=query.limit,
         viewer=current_user().id,
     )
-    items = [ProviderHit(**_public(v), distance_km=v.distance_km) for v in page.items]
-    return ProviderPage(items=items, next_cursor=page.next_cursor)
+    items = [{**_public(v), "distance_km": v.distance_km} for v in page.items]
+    return {"items": items, "next_cursor": page.next_cursor}
 
 
 @bp.get("/providers/<uuid:provider_id>")
 @endpoint(summary="A provider's public profile", tags=("providers",), response=Provider)
-def get_provider(provider_id: uuid.UUID) -> Provider:
+def get_provider(provider_id: uuid.UUID) -> dict[str, Any]:
     """With `rating_average` and `rating_count`; 404 for unknown or inactive providers, and
     for one you blocked or who blocked you."""
     view = providers.get_provider(
         unit().session, provider_id=provider_id, viewer_id=current_user().id
     )
-    return Provider(**_public(view))
+    return _public(view)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint
 
 from api.auth import current_user
@@ -13,7 +15,6 @@ from api.schemas.sync import (
     DatasetPage,
     DatasetPath,
     SyncBatch,
-    SyncRecord,
     SyncSince,
 )
 from services import sync
@@ -21,9 +22,10 @@ from services import sync
 bp = Blueprint("sync", __name__, url_prefix="/v1/sync")
 
 
-def _changes(changes: sync.Changes) -> DatasetChanges:
-    records = [SyncRecord.model_validate(r, from_attributes=True) for r in changes.records]
-    return DatasetChanges(name=changes.name, sync_count=changes.sync_count, records=records)
+def _changes(changes: sync.Changes) -> dict[str, Any]:
+    """`DatasetChanges` in plain values (api/responses.py); a RecordView has SyncRecord's
+    fields, which orjson writes as they are."""
+    return {"name": changes.name, "sync_count": changes.sync_count, "records": changes.records}
 
 
 def limits() -> sync.SyncLimits:
@@ -52,7 +54,7 @@ def list_datasets() -> DatasetPage:
     query=SyncSince,
     response=DatasetChanges,
 )
-def get_dataset(name: str, query: SyncSince) -> DatasetChanges:
+def get_dataset(name: str, query: SyncSince) -> dict[str, Any]:
     """Records written after `since`, deletions included (`deleted: true`)."""
     return _changes(
         sync.changes_since(unit().session, user_id=current_user().id, name=name, since=query.since)
@@ -70,7 +72,7 @@ def get_dataset(name: str, query: SyncSince) -> DatasetChanges:
     idempotent=True,
     errors=(sync.SyncConflict,),
 )
-def post_dataset(name: str, body: SyncBatch) -> DatasetChanges:
+def post_dataset(name: str, body: SyncBatch) -> dict[str, Any]:
     """409 with `conflicts` (the server's versions) if any record changed since the device
     saw it; merge and send again. Creates the dataset on first write."""
     operations = [

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from models import Device, SyncDataset, SyncRecord, User
 from models.base import utcnow
-from services.base.db import insert_ignoring_conflict
+from services.base.db import core_rows, insert_ignoring_conflict
 from services.base.errors import Conflict, FieldError, NotFound, ValidationFailed
 from services.messaging import outbox
 from services.realtime import feed
@@ -91,7 +91,7 @@ def list_datasets(session: Session, *, user_id: uuid.UUID) -> list[DatasetView]:
 def changes_since(session: Session, *, user_id: uuid.UUID, name: str, since: int) -> Changes:
     """Records written after `since` (tombstones included); 404 for an unknown dataset."""
     params = {"user_id": user_id, "name": name, "since": since}
-    rows = session.execute(_CHANGES, params).all()
+    rows = core_rows(session, _CHANGES, params).all()
     if not rows:
         raise NotFound("No such dataset.")
     records = [RecordView(*row[1:]) for row in rows if row.key is not None]

@@ -109,6 +109,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "COGNITO_USER_POOL_ID": POOL_ID,
         "COGNITO_APP_CLIENT_IDS": CLIENT_ID,
         "LOG_LEVEL": "INFO",
+        "RESPONSE_CHECKS": "true",
         "OUTBOX_RELAY_IN_WEB": "false",
         "DATA_EXPORTS_IN_WEB": "false",
         "RATE_LIMIT_DEFAULT": "100000/minute",

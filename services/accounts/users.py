@@ -15,7 +15,7 @@ from models import ProviderProfile, Upload, User
 from models.base import utcnow
 from services.accounts.auth import Identity
 from services.base.content_filter import ContentFilter, flag
-from services.base.db import insert_ignoring_conflict
+from services.base.db import core_rows, insert_ignoring_conflict
 from services.base.errors import (
     AccountClosed,
     AccountDeletionScheduled,
@@ -88,7 +88,7 @@ def sync_user(unit: UnitOfWork, *, identity: Identity) -> UserView:
     few columns (on the unit's own session, a replica's for a read). A write is bookkeeping:
     it commits at once on the primary, whatever becomes of the request's work.
     """
-    row = unit.session.execute(_CALLER, {"sub": identity.sub}).one_or_none()
+    row = core_rows(unit.session, _CALLER, {"sub": identity.sub}).one_or_none()
     if row is not None:
         refuse_closed(row)
         if not _stale(row, identity):

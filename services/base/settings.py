@@ -179,6 +179,9 @@ class Settings(BaseModel):
     export_max_seconds: int = Field(20, ge=1, le=86_400, alias="EXPORT_MAX_SECONDS")
     worker_tasks_enabled: bool = Field(False, alias="WORKER_TASKS_ENABLED")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
+    # The test suite's: each hot answer serialised from plain values is checked against its
+    # schema (api/responses.py). Costs about as much as the schema would; off in production.
+    response_checks: bool = Field(False, alias="RESPONSE_CHECKS")
     # CloudWatch namespace of the metrics in the log lines (services/base/metrics.py).
     metrics_namespace: str = Field(
         "Trellis",

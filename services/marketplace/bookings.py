@@ -39,6 +39,7 @@ from services.accounts.users import (
     deletion_scheduled_refusal,
     scheduled_for_deletion,
 )
+from services.base.db import core_rows
 from services.base.errors import (
     Blocked,
     Conflict,
@@ -460,7 +461,7 @@ def list_bookings(
     params: dict[str, Any] = {"viewer": viewer.id, "status": status, "n": limit + 1}
     if after is not None:
         params["after_at"], params["after_id"] = after
-    rows = [_row_view(*row) for row in session.execute(query, params)]
+    rows = [_row_view(*row) for row in core_rows(session, query, params)]
     return page_of(rows, limit, scope, lambda v: [v.created_at.isoformat(), str(v.id)])
 
 

@@ -19,6 +19,7 @@ from services.accounts.users import (
     scheduled_for_deletion,
 )
 from services.base.content_filter import ContentFilter, flag
+from services.base.db import core_rows
 from services.base.errors import AccountDeleted, Blocked, Forbidden, NotFound, ValidationFailed
 from services.base.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
 from services.marketplace.bookings import lock_booking, party_of
@@ -119,7 +120,7 @@ def list_messages(
         _require_party(session, booking_id, viewer)  # a hidden booking is 404 first
         raise
     params = {"booking_id": booking_id, "after_seq": after_seq, "n": limit + 1}
-    rows = session.execute(_POLL, params).all()
+    rows = core_rows(session, _POLL, params).all()
     # Nothing is returned unless the viewer is a party.
     if not rows or party_of(rows[0], viewer) is None:
         raise NotFound("No such booking.")

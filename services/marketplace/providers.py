@@ -34,6 +34,7 @@ from services.accounts.users import (
     scheduled_for_deletion,
 )
 from services.base.content_filter import ContentFilter, flag
+from services.base.db import core_rows
 from services.base.errors import FieldError, NotFound, ValidationFailed
 from services.base.pagination import Page, decode_cursor, invalid_cursor, page_of, scope_of
 
@@ -185,7 +186,7 @@ def search(
             (after,) = _cursor_key(cursor, scope, 1)
             params["after_id"] = _uuid(after)
         query = _search_query(category is not None, bool(text), None, cursor is not None)
-        rows = [_view(row, None, row.avatar_key) for row in session.execute(query, params)]
+        rows = [_view(row, None, row.avatar_key) for row in core_rows(session, query, params)]
         return page_of(rows, limit, scope, lambda v: [str(v.id)])
 
     box, box_params = _bounding_box(near)
@@ -200,7 +201,8 @@ def search(
             raise invalid_cursor()
         params.update(after_distance=after_distance, after_id=_uuid(after_id))
     query = _search_query(category is not None, bool(text), box, cursor is not None)
-    hits = [_view(row, row.distance_km, row.avatar_key) for row in session.execute(query, params)]
+    rows = core_rows(session, query, params)
+    hits = [_view(row, row.distance_km, row.avatar_key) for row in rows]
     return page_of(hits, limit, scope, lambda v: [v.distance_km, str(v.id)])
 
 

@@ -43,6 +43,7 @@ def stack() -> Iterator[Stack]:
         with fresh_database("trellis_e2e", migrate=False) as database_url:
             env = base_env(
                 APP_ENV="test",
+                RESPONSE_CHECKS="true",
                 DATABASE_URL=database_url,
                 UPLOADS_BUCKET=Stack.bucket,
                 OUTBOX_MAX_BACKOFF_SECONDS="1",
