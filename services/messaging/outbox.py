@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ log = logging.getLogger(__name__)
 
 PENDING_FLAG = "trellis.outbox_pending"
 BASE_BACKOFF_SECONDS = 2.0
+BATCH = 100  # messages a drain takes at most
+# The web relay's passes are at least this far apart: under a stream of message posts one
+# pass drains what a few dozen commits enqueued instead of one pass per commit, whose fixed
+# cost (two transactions, the timers' query) doubled a message post's worker CPU
+# (BENCHMARKS.md, Lever 5). A lone push after a quiet spell goes out at once.
+PASS_GAP_SECONDS = 0.05
 
 # Trellis's app scheme: the one place it is spelled. Deep links are Trellis's to make
 # (deep_link() below), to its own app only; a push never carries any other (sns_message).
@@ -96,18 +103,20 @@ class DrainStats:
     delivered: int = 0
     retried: int = 0
     devices_disabled: int = 0
+    taken: int = 0  # messages the drain took (delivered or retried)
 
     def add(self, other: DrainStats) -> None:
         self.delivered += other.delivered
         self.retried += other.retried
         self.devices_disabled += other.devices_disabled
+        self.taken += other.taken
 
 
 def drain(
     sessions: sessionmaker[Session],
     push: PushGateway,
     *,
-    batch: int = 100,
+    batch: int = BATCH,
     max_backoff_seconds: float = 300.0,
     now: datetime | None = None,
 ) -> DrainStats:
@@ -123,9 +132,13 @@ def drain(
             .limit(batch)
             .with_for_update(skip_locked=True)
         ).all()
+        stats.taken = len(due)
+        devices = _devices_of(session, {message.user_id for message in due})
+        badges: dict[uuid.UUID, int] = {}  # the batch's messages to one user share a count
         gone: set[uuid.UUID] = set()
         for message in due:
-            _deliver(session, push, message, now, max_backoff_seconds, stats, gone)
+            targets = devices.get(message.user_id, [])
+            _deliver(session, push, message, targets, badges, now, max_backoff_seconds, stats, gone)
         # Disabled last, just before the commit: an UPDATE mid-batch would hold the device
         # rows locked through every later SNS call, and a device delete would wait on it.
         if gone:
@@ -134,12 +147,14 @@ def drain(
 
 
 def drain_all(sessions: sessionmaker[Session], push: PushGateway, **kwargs: Any) -> DrainStats:
-    """Drain batch after batch until nothing is due (a batch that only retried stops it)."""
+    """Drain batch after batch until nothing is due: a batch that was not full took every
+    due message no other relay held (a pass to find none would cost a transaction), and a
+    batch that only retried stops it too."""
     total = DrainStats()
     while True:
         stats = drain(sessions, push, **kwargs)
         total.add(stats)
-        if stats.delivered == 0:
+        if stats.delivered == 0 or stats.taken < kwargs.get("batch", BATCH):
             if metrics.outbox_report.count(total.retried, total.devices_disabled):
                 _report_backlog(sessions)
             return total
@@ -157,24 +172,36 @@ def _report_backlog(sessions: sessionmaker[Session]) -> None:
     metrics.outbox_report.emit(backlog, max(0.0, age))
 
 
+def _devices_of(session: Session, users: set[uuid.UUID]) -> dict[uuid.UUID, list[Device]]:
+    """The enabled devices of the batch's recipients, in one query."""
+    found: dict[uuid.UUID, list[Device]] = {}
+    if users:
+        for device in session.scalars(
+            select(Device).where(Device.user_id.in_(users), Device.enabled)
+        ):
+            found.setdefault(device.user_id, []).append(device)
+    return found
+
+
 def _deliver(
     session: Session,
     push: PushGateway,
     message: OutboxMessage,
+    devices: list[Device],
+    badges: dict[uuid.UUID, int],
     now: datetime,
     max_backoff: float,
     stats: DrainStats,
     gone: set[uuid.UUID],
 ) -> None:
     done = set(message.delivered_to)
-    devices = session.scalars(
-        select(Device).where(Device.user_id == message.user_id, Device.enabled)
-    ).all()
     pending = [d for d in devices if str(d.id) not in done and d.id not in gone]
     # The badge needs a count query: only for an alert actually going out.
-    badge = (
-        _unread(session, message.user_id) if pending and not message.payload.get("silent") else 0
-    )
+    badge = 0
+    if pending and not message.payload.get("silent"):
+        if message.user_id not in badges:
+            badges[message.user_id] = _unread(session, message.user_id)
+        badge = badges[message.user_id]
     error: str | None = None
     for device in pending:
         try:
@@ -263,7 +290,8 @@ def sns_message(
 
 class OutboxRelay(WakeableLoop):
     """The outbox's background loop in a web worker: woken after a commit that enqueued
-    pushes, and every `interval` seconds in case another process left some behind."""
+    pushes, and every `interval` seconds in case another process left some behind; its
+    passes at least `gap` seconds apart (PASS_GAP_SECONDS)."""
 
     def __init__(
         self,
@@ -273,8 +301,16 @@ class OutboxRelay(WakeableLoop):
         interval: float = 5.0,
         max_backoff_seconds: float = 300.0,
         drainer: Callable[..., DrainStats] = drain_all,
+        gap: float = PASS_GAP_SECONDS,
     ) -> None:
+        last_pass = -gap
+
         def drain() -> DrainStats:
-            return drainer(sessions, push, max_backoff_seconds=max_backoff_seconds)
+            nonlocal last_pass  # only this loop's one thread runs it
+            time.sleep(max(0.0, last_pass + gap - time.monotonic()))
+            try:
+                return drainer(sessions, push, max_backoff_seconds=max_backoff_seconds)
+            finally:
+                last_pass = time.monotonic()
 
         super().__init__("outbox-relay", drain, interval=interval)
