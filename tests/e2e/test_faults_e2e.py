@@ -540,8 +540,9 @@ def test_a_cut_at_the_idempotent_commit_frees_the_key_for_the_retry(
 ) -> None:
     consumer, (_, provider_id) = signed_in_consumer(faults), provider
     request = booking_request(provider_id)
-    # The UPDATE that marks the key completed, in the transaction holding the booking.
-    faults.db.arm(b"SET state='completed'")
+    # The INSERT that stores the key's answer, in the transaction holding the booking (its
+    # state is a bound value: in the plain and the prepared form alike).
+    faults.db.arm(b"'completed'")
     first = book(consumer, request)
     assert faults.db.tripped.is_set()
     assert_unavailable(first)
