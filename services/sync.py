@@ -24,6 +24,7 @@ from models import Device, SyncDataset, SyncRecord, User
 from models.base import utcnow
 from services.base.db import core_rows, insert_ignoring_conflict
 from services.base.errors import Conflict, FieldError, NotFound, ValidationFailed
+from services.base.views import row_view
 from services.messaging import outbox
 from services.realtime import feed
 
@@ -36,7 +37,7 @@ class SyncLimits:
     bytes_per_value: int = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@row_view
 class RecordView:
     key: str
     value: Any

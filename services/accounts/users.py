@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,9 +22,10 @@ from services.base.errors import (
     NotFound,
 )
 from services.base.unit_of_work import UnitOfWork
+from services.base.views import row_view
 
 
-@dataclass(frozen=True, slots=True)
+@row_view
 class UserView:
     """A user as the rest of Trellis sees it; `roles` are the effective roles."""
 

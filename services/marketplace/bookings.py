@@ -51,6 +51,7 @@ from services.base.errors import (
     ValidationFailed,
 )
 from services.base.pagination import Page, decode_cursor, page_of, scope_of, time_and_id
+from services.base.views import row_view
 from services.marketplace.availability import DEFAULT_DURATION_MINUTES, load_rules
 from services.marketplace.process import (
     RESCHEDULABLE,
@@ -76,7 +77,7 @@ SYSTEM = "system"  # actor_role of what a timer did (actor_id null)
 
 
 # What the other party (both, for a timer) is told: by action, or by timer.
-@dataclass(frozen=True, slots=True)
+@row_view
 class MoveView:
     """A `rescheduled` history entry's times: before and after."""
 
@@ -86,7 +87,7 @@ class MoveView:
     to_ends_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@row_view
 class EventView:
     from_status: str | None
     to_status: str
@@ -98,7 +99,7 @@ class EventView:
     move: MoveView | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@row_view
 class RescheduleView:
     """A pending proposal to move a booking: by which party, to when."""
 
@@ -107,7 +108,7 @@ class RescheduleView:
     ends_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@row_view
 class BookingView:
     id: uuid.UUID
     # None once that party's account is purged (services/accounts/purge.py).
@@ -130,7 +131,7 @@ class BookingView:
     provider: PartyView | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@row_view
 class PartyView:
     """One party of a booking as the other sees it. A purged account is
     `PartyView(None, None, deleted=True)`: the booking stays, the person is gone."""

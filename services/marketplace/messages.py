@@ -22,13 +22,14 @@ from services.base.content_filter import ContentFilter, flag
 from services.base.db import core_rows
 from services.base.errors import AccountDeleted, Blocked, Forbidden, NotFound, ValidationFailed
 from services.base.pagination import decode_cursor, encode_cursor, invalid_cursor, scope_of
+from services.base.views import row_view
 from services.marketplace.bookings import lock_booking, party_of
 from services.messaging import outbox, texts
 from services.messaging.notifications import notify
 from services.realtime import feed
 
 
-@dataclass(frozen=True, slots=True)
+@row_view
 class MessageView:
     id: uuid.UUID
     booking_id: uuid.UUID

@@ -37,6 +37,7 @@ from services.base.content_filter import ContentFilter, flag
 from services.base.db import core_rows
 from services.base.errors import FieldError, NotFound, ValidationFailed
 from services.base.pagination import Page, decode_cursor, invalid_cursor, page_of, scope_of
+from services.base.views import row_view
 
 EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE_LAT = math.pi * EARTH_RADIUS_KM / 180
@@ -54,7 +55,7 @@ class ProfileInput:
     currency: str
 
 
-@dataclass(frozen=True, slots=True)
+@row_view
 class ProviderView:
     id: uuid.UUID
     display_name: str
