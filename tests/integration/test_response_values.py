@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 from api.responses import ResponseContractBroken, values_response
 from api.schemas.marketplace import Message, MessagePage
 from tests.conftest import make_app, make_settings
-from tests.support.actors import Actor, booking_body
+from tests.support.actors import booking_body
 from tests.support.bookings import ensure_profile
 
 WHEN = datetime(2030, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC)
@@ -85,9 +85,9 @@ def test_a_value_orjson_cannot_write_exactly_is_an_error_not_a_guess(
         values_response(MessagePage, {"items": [], "next_cursor": value, "poll_cursor": ""})
 
 
-def _scenario_answers(actors: Any) -> dict[str, tuple[str, Any]]:
-    """The benchmark's hot reads (bench/run.py (a), (b), (c), (e)) with real data behind
-    them: (OpenAPI path, answer)."""
+def _scenario_answers(actors: Any) -> dict[str, tuple[str, str, str, Any]]:
+    """Every benchmark scenario's request (bench/run.py (a)-(g)) with real data behind it:
+    (OpenAPI path, method, status, answer)."""
     consumer, provider = actors("consumer"), actors("provider")
     ensure_profile(provider, location={"lat": 52.5, "lng": 13.4})
     ids = []
@@ -97,34 +97,59 @@ def _scenario_answers(actors: Any) -> dict[str, tuple[str, Any]]:
         ids.append(made.get_json()["id"])
     booking = ids[-1]
     assert provider.post(f"/v1/bookings/{booking}/accept", json={}).status_code == 200
-    for text in ("On my way", "Great"):
-        sent = consumer.post(f"/v1/bookings/{booking}/messages", json={"body": text})
-        assert sent.status_code == 201
-    synced = consumer.post(
-        "/v1/sync/datasets/settings",
-        json={
-            "records": [{"op": "replace", "key": "theme", "value": {"dark": True}, "sync_count": 0}]
-        },
+    messages = f"/v1/bookings/{booking}/messages"
+    assert consumer.post(messages, json={"body": "On my way"}).status_code == 201
+    posted = consumer.post(
+        messages, json={"body": "Great"}, headers={"Idempotency-Key": str(uuid.uuid4())}
     )
+    record = {"op": "replace", "key": "t", "value": {"dark": True}, "sync_count": 0}
+    synced = consumer.post("/v1/sync/datasets/settings", json={"records": [record]})
     assert synced.status_code == 200
+    events = bench_events()
+    tracked = consumer.post("/v1/events", data=events, content_type="application/json")
+    week = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    span = {"from": _z(week), "to": _z(week + timedelta(days=7)), "duration_minutes": 60}
+    slots = consumer.get(f"/v1/providers/{provider.id}/slots", query_string=span)
     return {
-        "a": ("/v1/bookings", _get(consumer, "/v1/bookings?limit=20")),
+        "a": ("/v1/bookings", "get", "200", _ok(consumer.get("/v1/bookings?limit=20"))),
         "b": (
             "/v1/providers",
-            _get(consumer, "/v1/providers?category=cleaning&lat=52.5&lng=13.4&radius_km=25"),
+            "get",
+            "200",
+            _ok(consumer.get("/v1/providers?category=cleaning&lat=52.5&lng=13.4&radius_km=25")),
         ),
-        "c": (
-            "/v1/bookings/{booking_id}/messages",
-            _get(consumer, f"/v1/bookings/{booking}/messages?limit=50"),
+        "c": ("/v1/bookings/{booking_id}/messages", "get", "200", _ok(consumer.get(messages))),
+        "d": ("/v1/bookings/{booking_id}/messages", "post", "201", _ok(posted, 201)),
+        "e": (
+            "/v1/sync/datasets/{name}",
+            "get",
+            "200",
+            _ok(consumer.get("/v1/sync/datasets/settings?since=0")),
         ),
-        "e": ("/v1/sync/datasets/{name}", _get(consumer, "/v1/sync/datasets/settings?since=0")),
-        "one booking": ("/v1/bookings/{booking_id}", _get(consumer, f"/v1/bookings/{booking}")),
+        "f": ("/v1/events", "post", "202", _ok(tracked, 202)),
+        "g": ("/v1/providers/{provider_id}/slots", "get", "200", _ok(slots)),
+        "one booking": (
+            "/v1/bookings/{booking_id}",
+            "get",
+            "200",
+            _ok(consumer.get(f"/v1/bookings/{booking}")),
+        ),
     }
 
 
-def _get(actor: Actor, path: str) -> Any:
-    response = actor.get(path)
-    assert response.status_code == 200, response.get_data(as_text=True)
+def bench_events() -> str:
+    """bench/run.py's 50-event batch, with a session id where the benchmark rotates one."""
+    from bench.run import events_body_parts
+
+    return str(uuid.uuid4()).join(events_body_parts())
+
+
+def _z(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ok(response: Any, status: int = 200) -> Any:
+    assert response.status_code == status, response.get_data(as_text=True)
     return json.loads(response.get_data())
 
 
@@ -133,16 +158,20 @@ def test_the_benchmark_scenarios_answers_match_the_published_schema(
 ) -> None:
     spec = client.get("/openapi.json").get_json()
     answers = _scenario_answers(actors)
-    for name, (path, body) in answers.items():
-        schema = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
-        Draft202012Validator({**schema["schema"], "components": spec["components"]}).validate(body)
+    for name, (path, method, status, body) in answers.items():
+        documented = spec["paths"][path][method]["responses"][status]
+        schema = documented["content"]["application/json"]["schema"]
+        Draft202012Validator({**schema, "components": spec["components"]}).validate(body)
         assert body, name
-    a, b, c, e = (answers[k][1] for k in "abce")
+    a, b, c, d, e, f, g = (answers[k][3] for k in "abcdefg")
     assert len(a["items"]) == 20 and a["next_cursor"] is not None
     assert a["items"][0]["status"] == "accepted" and a["items"][0]["history"] is None
     assert b["items"] and b["items"][0]["distance_km"] is not None
     assert [m["body"] for m in c["items"]] == ["On my way", "Great"]
+    assert d["body"] == "Great" and d["seq"] == 2
     assert e["records"][0]["value"] == {"dark": True}
-    one = answers["one booking"][1]
+    assert (f["accepted"], f["rejected"]) == (50, [])
+    assert g["items"], "a week of slots"
+    one = answers["one booking"][3]
     assert [h["to_status"] for h in one["history"]] == ["requested", "accepted"]
     assert one["consumer"]["deleted"] is False and one["provider"]["display_name"]
