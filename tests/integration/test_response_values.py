@@ -107,6 +107,10 @@ def _scenario_answers(actors: Any) -> dict[str, tuple[str, str, str, Any]]:
     assert synced.status_code == 200
     events = bench_events()
     tracked = consumer.post("/v1/events", data=events, content_type="application/json")
+    weekly = [{"weekday": day, "start": "08:00", "end": "20:00"} for day in range(7)]
+    rules = {"time_zone": "UTC", "weekly": weekly, "exceptions": [], "max_days_ahead": 30}
+    available = provider.put("/v1/me/availability", json=rules)  # after the bookings: any hour
+    assert available.status_code == 200, available.get_data(as_text=True)
     week = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
     span = {"from": _z(week), "to": _z(week + timedelta(days=7)), "duration_minutes": 60}
     slots = consumer.get(f"/v1/providers/{provider.id}/slots", query_string=span)
