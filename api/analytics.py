@@ -56,20 +56,7 @@ def record_events(body: EventBatch) -> EventBatchResult:
     each event on its own: the good ones are stored and each bad one is listed under
     `rejected` with its index and why, so the app can drop it instead of retrying it.
     """
-    validated, rejected = _validate(body.events)
-    events = [
-        analytics.NewEvent(
-            index=index,
-            name=event.name,
-            occurred_at=event.timestamp,
-            session_id=event.session_id,
-            attributes=event.attributes,
-            metrics=event.metrics,
-            app_version=event.app_version,
-            platform=event.platform,
-        )
-        for index, event in validated
-    ]
+    events, rejected = _events(body.events)
     result = analytics.record_events(unit().session, user_id=current_user().id, events=events)
     rejected.extend(result.rejected)
     return EventBatchResult(
@@ -87,25 +74,37 @@ def record_events(body: EventBatch) -> EventBatchResult:
     )
 
 
-def _validate(
+def _events(
     items: list[AnalyticsEvent | Any],
-) -> tuple[list[tuple[int, AnalyticsEvent]], list[analytics.Rejection]]:
-    """The good events with their index, and each bad one's rejection.
+) -> tuple[list[analytics.NewEvent], list[analytics.Rejection]]:
+    """The good events, and each bad one's rejection.
 
     The body's parsing validated the good ones already (RawEvent); each other item is
     validated as a JSON body of its own, with the strict rules of every body, to say why not.
     """
-    validated: list[tuple[int, AnalyticsEvent]] = []
+    events: list[analytics.NewEvent] = []
     rejected: list[analytics.Rejection] = []
     for index, item in enumerate(items):
-        if isinstance(item, AnalyticsEvent):
-            validated.append((index, item))
-            continue
-        try:
-            validated.append((index, AnalyticsEvent.model_validate_json(_json(item))))
-        except ValidationError as exc:
-            rejected.append(analytics.Rejection(index, _field_errors(exc)))
-    return validated, rejected
+        event = item
+        if not isinstance(event, AnalyticsEvent):
+            try:
+                event = AnalyticsEvent.model_validate_json(_json(item))
+            except ValidationError as exc:
+                rejected.append(analytics.Rejection(index, _field_errors(exc)))
+                continue
+        events.append(
+            analytics.NewEvent(
+                index=index,
+                name=event.name,
+                occurred_at=event.timestamp,
+                session_id=event.session_id,
+                attributes=event.attributes,
+                metrics=event.metrics,
+                app_version=event.app_version,
+                platform=event.platform,
+            )
+        )
+    return events, rejected
 
 
 def _json(value: Any) -> bytes:
