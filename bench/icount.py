@@ -9,8 +9,9 @@ Runs a source tree of Trellis (a `git archive` of a commit, or this checkout) in
 under callgrind: a fresh migrated PostgreSQL database next to TEST_DATABASE_URL, the rate
 limiter on Redis at 127.0.0.1:6379, one signed-in consumer (with `--bookings N`, N
 bookings of theirs with one provider, as scenario (a)'s callers have: its page of 20 and
-the 21st that says there is more; `{booking}` in the path is the newest, which has three
-messages; a synced dataset `settings` of five records), Flask's test client. Counting
+the 21st that says there is more; N providers in all around Berlin; `{booking}` in the
+path is the newest, which has three messages; a synced dataset `settings` of five
+records), Flask's test client. Counting
 is switched on only around REQUESTS GETs of the path, after WARMUP of them, so imports,
 start-up and the first connections are left out, and so is the cyclic garbage collector.
 Prints the instructions per request. Needs valgrind (callgrind_control). SETTING=VALUE
@@ -71,8 +72,16 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _seed_the_rest(consumer: Any, booking: str) -> None:
-    """Messages on the newest booking and a synced dataset: (c)'s and (e)'s reads."""
+def _seed_the_rest(client: Any, key: Any, consumer: Any, booking: str, providers: int) -> None:
+    """More providers around Berlin (b)'s search finds, messages on the newest booking
+    and a synced dataset: (c)'s and (e)'s reads."""
+    from tests.support.actors import make_actor, profile_body
+
+    for n in range(providers):
+        provider = make_actor(client, key, "provider")
+        near = {"lat": 52.5 + n * 0.01, "lng": 13.4}
+        made = provider.put("/v1/me/provider-profile", json=profile_body(location=near))
+        assert made.status_code == 200, made.get_data(as_text=True)
     for text in ("On my way", "Great", "See you"):
         sent = consumer.post(f"/v1/bookings/{booking}/messages", json={"body": text})
         assert sent.status_code == 201, sent.get_data(as_text=True)
@@ -115,7 +124,7 @@ def measure(bookings: int, tree: str, path: str, overrides: list[str]) -> None:
                 made = consumer.post("/v1/bookings", json=booking_body(provider.id))
                 assert made.status_code == 201, made.get_data(as_text=True)
             path = path.replace("{booking}", made.get_json()["id"])
-            _seed_the_rest(consumer, made.get_json()["id"])
+            _seed_the_rest(client, key, consumer, made.get_json()["id"], bookings - 1)
         headers = consumer.headers()  # one token: no signing cost
         for _ in range(WARMUP):
             assert client.get(path, headers=headers).status_code == 200

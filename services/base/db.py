@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import orjson
 import psycopg2
 from psycopg2.extensions import TRANSACTION_STATUS_INERROR
 from sqlalchemy import (
@@ -86,6 +87,9 @@ def build_engine(
         pool_pre_ping=not autocommit,
         pool_recycle=1800,
         connect_args=connect_args,
+        # json/jsonb columns (a provider's categories, the caller's roles...) read per row:
+        # orjson parses them about 4x faster than the json module. Writes keep json.dumps.
+        json_deserializer=orjson.loads,
         **options,
     )
     # After the dialect's own connect hook, which registers psycopg2's plain uuid reader.
