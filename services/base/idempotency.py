@@ -57,6 +57,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import IdempotencyKey
 from models.base import utcnow
+from services.base.db import core_rows
 from services.base.errors import Conflict, TrellisError
 from services.base.unit_of_work import UnitOfWork, transaction
 
@@ -134,7 +135,8 @@ def run(
     if outcome.raised:
         _store_refusal(unit, user_id, key, record)
         return response
-    if session.execute(_store(_dialect(session)), record).rowcount != 1:
+    session.flush()  # the work's pending ORM changes first, as an autoflush would
+    if core_rows(session, _store(_dialect(session)), record).rowcount != 1:
         unit.rollback()  # another request claimed the key meanwhile (module docstring)
         _busy()
     unit.commit()  # the work's writes and the stored response, together
@@ -149,9 +151,9 @@ def _store_refusal(
     unit.rollback()
     session = unit.writer()
     locks = _dialect(session) == "postgresql"
-    if locks and not session.scalar(_TRY_LOCK, {"lock": lock_id(user_id, key)}):
+    if locks and not core_rows(session, _TRY_LOCK, {"lock": lock_id(user_id, key)}).scalar():
         return  # a retry runs now: its outcome becomes the key's
-    if session.execute(_store(_dialect(session)), record).rowcount == 1:
+    if core_rows(session, _store(_dialect(session)), record).rowcount == 1:
         unit.commit()
 
 
@@ -162,9 +164,9 @@ def _look_up(
     response to replay, or what the outcome's INSERT must find there (None: no row; else
     the `locked_at` of an expired or abandoned row it takes over). 422 for another payload."""
     locks = _dialect(session) == "postgresql"
-    if locks and not session.scalar(_TRY_LOCK, {"lock": lock_id(user_id, key)}):
+    if locks and not core_rows(session, _TRY_LOCK, {"lock": lock_id(user_id, key)}).scalar():
         _busy()
-    row = session.execute(_FIND, {"user": user_id, "the_key": key}).one_or_none()
+    row = core_rows(session, _FIND, {"user": user_id, "the_key": key}).one_or_none()
     if row is None:
         return None
     if row.expires_at <= now:
