@@ -19,30 +19,25 @@ from api.schemas.marketplace import (
 )
 from services.base.errors import FieldError, ValidationFailed
 from services.marketplace import providers
+from services.media_urls import AvatarUrls
 
 bp = Blueprint("providers", __name__, url_prefix="/v1")
 
 
-def _public(view: providers.ProviderView) -> dict[str, Any]:
-    """`Provider` in plain values (api/responses.py)."""
-    fields = {
-        name: getattr(view, name)
-        for name in (
-            "id",
-            "display_name",
-            "bio",
-            "categories",
-            "service_radius_km",
-            "hourly_rate_cents",
-            "currency",
-            "rating_average",
-            "rating_count",
-        )
-    }
+def _public(view: providers.ProviderView, avatars: AvatarUrls | None = None) -> dict[str, Any]:
+    """`Provider` in plain values (api/responses.py); a page passes its `avatars` once."""
     return {
-        **fields,
+        "id": view.id,
+        "display_name": view.display_name,
+        "avatar_url": (avatars or components().avatar_urls).url(view.avatar_key),
+        "bio": view.bio,
+        "categories": view.categories,
         "location": {"lat": view.lat, "lng": view.lng},
-        "avatar_url": components().avatar_urls.url(view.avatar_key),
+        "service_radius_km": view.service_radius_km,
+        "hourly_rate_cents": view.hourly_rate_cents,
+        "currency": view.currency,
+        "rating_average": view.rating_average,
+        "rating_count": view.rating_count,
     }
 
 
@@ -119,7 +114,8 @@ def search_providers(query: ProviderSearch) -> dict[str, Any]:
         limit=query.limit,
         viewer=current_user().id,
     )
-    items = [{**_public(v), "distance_km": v.distance_km} for v in page.items]
+    avatars = components().avatar_urls
+    items = [_public(v, avatars) | {"distance_km": v.distance_km} for v in page.items]
     return {"items": items, "next_cursor": page.next_cursor}
 
 
