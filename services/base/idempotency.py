@@ -43,7 +43,6 @@ INSERT refuses the second of two racing requests (its work rolled back, 409).
 from __future__ import annotations
 
 import hashlib
-import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,8 +59,6 @@ from models.base import utcnow
 from services.base.db import core_rows
 from services.base.errors import Conflict, TrellisError
 from services.base.unit_of_work import UnitOfWork, transaction
-
-log = logging.getLogger("trellis.idempotency")
 
 # A row left `in_progress` (by the code before one-transaction requests, which committed its
 # claim first) longer than this (the gunicorn timeout plus margin) belongs to a request that
