@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import logging
 import re
+import select
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.base import metrics
@@ -58,7 +60,9 @@ def build_engine(
     `autocommit` engines serve read-only requests: their own pool, so a connection never
     switches between modes (psycopg2 spends a round trip each way). They do not ping a
     connection on checkout (a `SELECT 1` round trip on every GET): a read that finds its
-    connection dead runs again once on a fresh one instead (api/context.py).
+    connection dead runs again once on a fresh one instead (api/context.py). A write never
+    runs twice, so the transactional engines check each connection on checkout, without a
+    round trip (`_refuse_if_closed_by_server`).
     """
     url_text = url_text or settings.db_url
     url = make_url(url_text)
@@ -84,7 +88,6 @@ def build_engine(
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
-        pool_pre_ping=not autocommit,
         pool_recycle=1800,
         connect_args=connect_args,
         # json/jsonb columns (a provider's categories, the caller's roles...) read per row:
@@ -94,7 +97,28 @@ def build_engine(
     )
     # After the dialect's own connect hook, which registers psycopg2's plain uuid reader.
     event.listen(engine, "connect", _read_uuids_once_per_statement)
+    if not autocommit:
+        event.listen(engine, "checkout", _refuse_if_closed_by_server)
     return engine
+
+
+def _refuse_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Replace a pooled connection the server has closed before a write uses it.
+
+    Instead of SQLAlchemy's pre-ping, a `SELECT 1` round trip on every write (one in twelve
+    of a message post's, BENCHMARKS.md): a connection PostgreSQL ended (a failover, a
+    restart, pg_terminate_backend, a dropped route's reset) has its socket readable at
+    once, with the server's goodbye or the end of the stream, while an idle live one has
+    nothing to read (Trellis never LISTENs on a pooled connection). Readable: the pool
+    discards it and checks out another (SQLAlchemy's DisconnectionError). A peer that
+    vanished without a word is what the keepalives and tcp_user_timeout above are for, as
+    they were for the ping, which would have waited on it just the same."""
+    if dbapi_connection.closed:
+        raise DisconnectionError("the pooled connection is closed")
+    readable = select.poll()
+    readable.register(dbapi_connection.fileno(), select.POLLIN)
+    if readable.poll(0):
+        raise DisconnectionError("the server closed the pooled connection")
 
 
 def _time_statements(engine: Engine) -> None:

@@ -278,7 +278,8 @@ def test_a_connection_cut_mid_request_fails_that_request_cleanly_and_the_next_su
     assert seconds < PROMPT_SECONDS + SLACK_SECONDS
     assert message_count(faults, body["body"]) == 0  # the cut request left nothing behind
 
-    # Every pooled connection died in the cut; pool_pre_ping replaces them on checkout, so
+    # Every pooled connection died in the cut; the write pool replaces them on checkout (a
+    # closed socket reads as readable, services/base/db.py), the reads retry once, so
     # not one of the next requests fails, on either worker.
     statuses = [consumer.call("GET", "/v1/me").status_code for _ in range(16)]
     assert statuses == [200] * 16

@@ -83,18 +83,49 @@ def test_a_read_whose_pooled_connection_died_runs_again_on_a_fresh_one(
         assert response.get_json()["id"]
 
 
-def test_writes_keep_the_ping_on_checkout(app: object, tokens: object, engine: Engine) -> None:
+def test_writes_check_each_connection_on_checkout(
+    app: object, tokens: object, engine: Engine
+) -> None:
     """A write is never run again by Trellis (its client retries with its Idempotency-Key),
-    so the write pool still pings: a write after the connections died succeeds."""
+    so the write pool checks a connection before handing it out: a write after the
+    connections died succeeds. The check reads the socket, not the server: no `SELECT 1`."""
     app = app  # type: ignore[assignment]
     client = app.test_client()  # type: ignore[attr-defined]
     headers = tokens.header("writer")  # type: ignore[attr-defined]
     assert client.patch("/v1/me", json={"display_name": "A"}, headers=headers).status_code == 200
     write_engine = app.extensions[EXTENSION].engine  # type: ignore[attr-defined]
-    assert write_engine.pool._pre_ping is True
+    assert write_engine.pool._pre_ping is False  # the round trip this saves on every write
     _terminate_pooled_connections(engine, write_engine)
     response = client.patch("/v1/me", json={"display_name": "B"}, headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_the_checkout_check_hands_out_the_live_connection_and_replaces_a_closed_one(
+    database_url: str, engine: Engine
+) -> None:
+    """A live idle connection is handed out again as it is (nothing sent to check it); one
+    the server ended is replaced before anyone uses it."""
+    write_engine = build_engine(make_settings(database_url))
+    try:
+        with write_engine.connect() as connection:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid() AS mine").scalar_one()
+            connection.commit()
+        with write_engine.connect() as connection:
+            # Checked out, nothing run yet: the backend's last statement is still ours.
+            assert _last_statement_of(engine, pid) == "COMMIT"
+            assert connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() == pid
+        _terminate_pooled_connections(engine, write_engine)
+        with write_engine.connect() as connection:
+            fresh = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        assert fresh != pid
+    finally:
+        write_engine.dispose()
+
+
+def _last_statement_of(admin: Engine, pid: int) -> str:
+    with admin.connect() as connection:  # a new transaction: a fresh pg_stat_activity
+        query = text("SELECT query FROM pg_stat_activity WHERE pid = :pid")
+        return str(connection.execute(query, {"pid": pid}).scalar_one())
 
 
 def _terminate_pooled_connections(admin: Engine, pooled: Engine) -> None:
