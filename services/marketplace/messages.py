@@ -7,16 +7,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, Update, bindparam, insert, or_, select, true, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Update,
+    bindparam,
+    case,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from models import Booking, Message
+from models import Booking, Message, User
 from models.base import utcnow
 from services.accounts.blocks import no_block_between
 from services.accounts.users import (
     UserView,
     deletion_scheduled_refusal,
-    scheduled_for_deletion,
 )
 from services.base.content_filter import ContentFilter, flag
 from services.base.db import core_rows
@@ -66,8 +76,9 @@ def post_message(
     recipient = booking.provider_id if sender.id == booking.consumer_id else booking.consumer_id
     if sender.purge_at is not None:
         raise deletion_scheduled_refusal("send messages")
-    # Not held: a message racing the recipient's deletion is one sent a moment before it.
-    if scheduled_for_deletion(session, [recipient]):
+    # Read with the seq, not held: a message racing the recipient's deletion is one sent a
+    # moment before it.
+    if booking.recipient_leaving:
         raise AccountDeleted(
             "The other party deleted their account; messages no longer reach them."
         )
@@ -165,8 +176,12 @@ _POLL = _poll_statement()
 
 
 def _take_seq_statement() -> Update:
-    b = _BOOKINGS
+    """Take the next seq; return the parties, the seq and whether the other party's account
+    deletion is scheduled (in the same round trip, not a read of its own)."""
+    b, u = _BOOKINGS, User.__table__
     sender = bindparam("sender_id", type_=b.c.consumer_id.type)
+    recipient = case((b.c.consumer_id == sender, b.c.provider_id), else_=b.c.consumer_id)
+    leaving = select(u.c.purge_at.is_not(None)).where(u.c.id == recipient).scalar_subquery()
     return (
         update(b)
         .where(
@@ -179,7 +194,12 @@ def _take_seq_statement() -> Update:
             last_message_seq=b.c.last_message_seq + 1,
             updated_at=bindparam("now", type_=b.c.updated_at.type),
         )
-        .returning(b.c.consumer_id, b.c.provider_id, b.c.last_message_seq)
+        .returning(
+            b.c.consumer_id,
+            b.c.provider_id,
+            b.c.last_message_seq,
+            leaving.label("recipient_leaving"),
+        )
     )
 
 
