@@ -5,6 +5,7 @@ gthread with 2 workers x 4 threads measured best on 2 cores under wrk (beating 4
 p99). BENCHMARKS.md's notes hold the runs.
 """
 
+import gc
 import os
 
 
@@ -48,3 +49,13 @@ limit_request_fields = _int("GUNICORN_LIMIT_REQUEST_FIELDS", 32768)
 forwarded_allow_ips = "127.0.0.1"
 # No control socket: nothing here uses gunicornc, and several instances on one host would collide.
 control_socket_disable = True
+
+
+def post_worker_init(worker: object) -> None:
+    """The worker has imported the application: move what the import made (modules, models,
+    schemas, the AWS SDK's data, some 130,000 objects) out of the cyclic collector's reach.
+    A full collection walked all of them, about 20 ms with every thread of the worker
+    stopped, which is where (f)'s p99 went (BENCHMARKS.md, issue 17); now it walks only
+    what requests made since. The realtime process does the same (realtime/__main__.py)."""
+    gc.collect()
+    gc.freeze()

@@ -224,6 +224,26 @@ def test_procfile_gunicorn_and_nginx_agree_on_the_port() -> None:
     assert "server 127.0.0.1:8000" in nginx
 
 
+def test_each_worker_freezes_what_importing_the_app_made() -> None:
+    """gunicorn calls post_worker_init once the worker has loaded the application: the
+    objects made so far leave the cyclic collector's walks (its full passes were (f)'s p99,
+    BENCHMARKS.md). Run in a process of its own: the hook freezes whatever process runs it."""
+    script = (
+        "import gc, runpy, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import api.app  # what a worker imports before the hook\n"
+        "hooks = runpy.run_path(sys.argv[1] + '/gunicorn.conf.py')\n"
+        "before = gc.get_freeze_count()\n"
+        "hooks['post_worker_init'](None)\n"
+        "print(before, gc.get_freeze_count())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True, check=True
+    )
+    before, after = map(int, result.stdout.split())
+    assert before == 0 and after > 50_000, result.stdout
+
+
 def test_gunicorn_nginx_and_trellis_agree_on_header_limits() -> None:
     """nginx refuses in problem+json, gunicorn only in HTML: gunicorn's limits lie above
     nginx's, and an Authorization line with a token of Trellis's maximum fits nginx's."""
