@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.icount /tmp/after "/v1/bookings?limit=20" DB_PREPARED_STATEMENTS=false
     .venv/bin/python -m bench.icount --bookings 21 /tmp/after "/v1/bookings?limit=20"
     .venv/bin/python -m bench.icount --bookings 21 /tmp/after "/v1/bookings/{booking}/messages"
+    .venv/bin/python -m bench.icount --bookings 21 /tmp/after "POST /v1/bookings/{booking}/messages"
 
 Runs a source tree of Trellis (a `git archive` of a commit, or this checkout) in process
 under callgrind: a fresh migrated PostgreSQL database next to TEST_DATABASE_URL, the rate
@@ -11,9 +12,10 @@ limiter on Redis at 127.0.0.1:6379, one signed-in consumer (with `--bookings N`,
 bookings of theirs with one provider, as scenario (a)'s callers have: its page of 20 and
 the 21st that says there is more; N providers in all around Berlin; `{booking}` in the
 path is the newest, which has three messages; a synced dataset `settings` of five
-records), Flask's test client. Counting
-is switched on only around REQUESTS GETs of the path, after WARMUP of them, so imports,
-start-up and the first connections are left out, and so is the cyclic garbage collector.
+records), Flask's test client. `POST path` posts messages there instead, as scenario (d)
+does. Counting is switched on only around REQUESTS requests, after WARMUP of them, so
+imports, start-up and the first connections are left out, and so is the cyclic garbage
+collector.
 Prints the instructions per request. Needs valgrind (callgrind_control). SETTING=VALUE
 arguments override settings.
 """
@@ -92,6 +94,19 @@ def _seed_the_rest(client: Any, key: Any, consumer: Any, booking: str, providers
     assert synced.status_code == 200, synced.get_data(as_text=True)
 
 
+def _request_of(client: Any, path: str, headers: dict[str, str]) -> Any:
+    """`path` as a GET; `POST path` as scenario (d)'s message post, a new Idempotency-Key
+    each time."""
+    if not path.startswith("POST "):
+        return lambda: client.get(path, headers=headers)
+    target = path.removeprefix("POST ")
+    return lambda: client.post(
+        target,
+        json={"body": "On my way, ten minutes"},
+        headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+    )
+
+
 def measure(bookings: int, tree: str, path: str, overrides: list[str]) -> None:
     """Inside valgrind: serve `path` from `tree` and count only the measured requests."""
     sys.path.insert(0, tree)
@@ -126,8 +141,9 @@ def measure(bookings: int, tree: str, path: str, overrides: list[str]) -> None:
             path = path.replace("{booking}", made.get_json()["id"])
             _seed_the_rest(client, key, consumer, made.get_json()["id"], bookings - 1)
         headers = consumer.headers()  # one token: no signing cost
+        request = _request_of(client, path, headers)
         for _ in range(WARMUP):
-            assert client.get(path, headers=headers).status_code == 200
+            assert request().status_code in (200, 201)
         # The cyclic collector off while counting: a pass falls on one variant's requests
         # and not another's and moves a count by several percent.
         gc.collect()
@@ -135,7 +151,7 @@ def measure(bookings: int, tree: str, path: str, overrides: list[str]) -> None:
         control = ["callgrind_control", "--instr=on", str(os.getpid())]
         subprocess.run(control, capture_output=True, check=False)
         for _ in range(REQUESTS):
-            client.get(path, headers=headers)
+            request()
         control[1] = "--instr=off"
         subprocess.run(control, capture_output=True, check=False)
         gc.enable()
