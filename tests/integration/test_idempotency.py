@@ -296,8 +296,10 @@ def run_once(
     *,
     the_key: str = "k",
     fingerprint: str = "f",
+    unit: UnitOfWork | None = None,
 ) -> idempotency.StoredResponse:
-    unit = UnitOfWork(writes=True, sessions=sessions, read_sessions=sessions)
+    """`work` run under the key in a unit of its own (or `unit`, which `work` may use)."""
+    unit = unit or UnitOfWork(writes=True, sessions=sessions, read_sessions=sessions)
     try:
         return idempotency.run(
             unit,
@@ -330,22 +332,14 @@ def users_with_sub(session: Session, sub: str) -> int:
 def test_a_refusal_is_stored_and_its_writes_dropped(session: Session, sessions, actors) -> None:  # type: ignore[no-untyped-def]
     user_id = uuid.UUID(actors("consumer").id)
     refusal = idempotency.StoredResponse(409, b'{"type":"x"}', "application/problem+json")
-    units: list[UnitOfWork] = []
+    unit = UnitOfWork(writes=True, sessions=sessions, read_sessions=sessions)
 
     def refuse_after_writing() -> idempotency.Outcome:
-        units[0].writer().add(User(cognito_sub="refused-write", roles=[]))
-        units[0].writer().flush()
+        unit.writer().add(User(cognito_sub="refused-write", roles=[]))
+        unit.writer().flush()
         return idempotency.Outcome(refusal, raised=True)
 
-    unit = UnitOfWork(writes=True, sessions=sessions, read_sessions=sessions)
-    units.append(unit)
-    try:
-        answer = idempotency.run(
-            unit, user_id=user_id, key="k", fingerprint="f", ttl=timedelta(hours=1),
-            work=refuse_after_writing,
-        )  # fmt: skip
-    finally:
-        unit.close()
+    answer = run_once(sessions, user_id, refuse_after_writing, unit=unit)
     assert answer == refusal
     assert users_with_sub(session, "refused-write") == 0
     replay = run_once(sessions, user_id, must_not_run)
@@ -366,13 +360,7 @@ def test_a_refusal_from_a_failed_flush_is_stored(session: Session, sessions, act
             unit.writer().flush()
         return idempotency.Outcome(refusal, raised=True)
 
-    try:
-        answer = idempotency.run(
-            unit, user_id=user_id, key="k", fingerprint="f", ttl=timedelta(hours=1),
-            work=duplicate,
-        )  # fmt: skip
-    finally:
-        unit.close()
+    answer = run_once(sessions, user_id, duplicate, unit=unit)
     assert answer == refusal
     assert run_once(sessions, user_id, must_not_run).replayed
 
