@@ -24,12 +24,12 @@ from services.media_urls import AvatarUrls
 bp = Blueprint("providers", __name__, url_prefix="/v1")
 
 
-def _public(view: providers.ProviderView, avatars: AvatarUrls | None = None) -> dict[str, Any]:
-    """`Provider` in plain values (api/responses.py); a page passes its `avatars` once."""
+def _public(view: providers.ProviderView, avatars: AvatarUrls) -> dict[str, Any]:
+    """`Provider` in plain values (api/responses.py); a page fetches `avatars` once."""
     return {
         "id": view.id,
         "display_name": view.display_name,
-        "avatar_url": (avatars or components().avatar_urls).url(view.avatar_key),
+        "avatar_url": avatars.url(view.avatar_key),
         "bio": view.bio,
         "categories": view.categories,
         "location": {"lat": view.lat, "lng": view.lng},
@@ -70,7 +70,7 @@ def put_provider_profile(body: ProviderProfileIn) -> dict[str, Any]:
         data=data,
         content=components().content_filter,
     )
-    return {**_public(view), "active": view.active}
+    return {**_public(view, components().avatar_urls), "active": view.active}
 
 
 @bp.get("/me/provider-profile")
@@ -84,7 +84,7 @@ def put_provider_profile(body: ProviderProfileIn) -> dict[str, Any]:
 def get_provider_profile() -> dict[str, Any]:
     """404 until you have created one."""
     view = providers.own_profile(unit().session, user_id=current_user().id)
-    return {**_public(view), "active": view.active}
+    return {**_public(view, components().avatar_urls), "active": view.active}
 
 
 @bp.get("/providers")
@@ -127,4 +127,4 @@ def get_provider(provider_id: uuid.UUID) -> dict[str, Any]:
     view = providers.get_provider(
         unit().session, provider_id=provider_id, viewer_id=current_user().id
     )
-    return _public(view)
+    return _public(view, components().avatar_urls)

@@ -76,7 +76,6 @@ DEFAULT_POLICY = TimerPolicy()
 SYSTEM = "system"  # actor_role of what a timer did (actor_id null)
 
 
-# What the other party (both, for a timer) is told: by action, or by timer.
 @row_view
 class MoveView:
     """A `rescheduled` history entry's times: before and after."""

@@ -24,10 +24,7 @@ from sqlalchemy.orm import Session
 from models import Booking, Message, User
 from models.base import utcnow
 from services.accounts.blocks import no_block_between
-from services.accounts.users import (
-    UserView,
-    deletion_scheduled_refusal,
-)
+from services.accounts.users import UserView, deletion_scheduled_refusal
 from services.base.content_filter import ContentFilter, flag
 from services.base.db import core_rows
 from services.base.errors import AccountDeleted, Blocked, Forbidden, NotFound, ValidationFailed
