@@ -82,16 +82,19 @@ def compare(
                     database_url, "redis://127.0.0.1:6379/0", pool, **extra[name]
                 )
                 port = free_port()
-                bench.ROOT = Path(root)  # start_server runs gunicorn from ROOT
                 process, _ = bench.start_server(
-                    "application:application", port, env, logs / f"{name}.log", "/healthz"
+                    "application:application",
+                    port,
+                    env,
+                    logs / f"{name}.log",
+                    "/healthz",
+                    cwd=Path(root),
                 )
                 processes.append(process)
                 base = f"http://127.0.0.1:{port}"
                 for user in users:
                     bench.http("GET", base + "/v1/me", user.token)
                 servers[name] = (port, base, process)
-            bench.ROOT = Path(__file__).resolve().parents[1]
             hello_port = free_port()
             hello, _ = bench.start_server(
                 "bench.hello:app", hello_port, base_env(), logs / "hello.log"

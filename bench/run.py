@@ -124,14 +124,14 @@ def ensure_wrk() -> str:
 
 
 def start_server(
-    app: str, port: int, env: dict[str, str], log: Path, path: str = "/"
+    app: str, port: int, env: dict[str, str], log: Path, path: str = "/", cwd: Path = ROOT
 ) -> tuple[Any, float]:
-    """gunicorn with gunicorn.conf.py; returns the process and seconds from exec to the first
-    200 of `path`."""
+    """gunicorn with the gunicorn.conf.py of `cwd` (this checkout, or another source tree,
+    bench/ab.py); returns the process and seconds from exec to the first 200 of `path`."""
     started = time.monotonic()
     process = subprocess.Popen(
         [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", app],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=open(log, "ab"),  # noqa: SIM115 - lives as long as the process
         stderr=subprocess.STDOUT,
@@ -700,7 +700,6 @@ def summarise(results: dict[str, Result]) -> list[dict[str, Any]]:
     rows = []
     for key, result in results.items():
         ratios = [b.rps / a.rps for a, b in zip(result.hello, result.runs, strict=True)]
-        p99_ratios = [b.p99_ms / a.p99_ms for a, b in zip(result.hello, result.runs, strict=True)]
         rows.append(
             {
                 "key": key,
@@ -715,7 +714,6 @@ def summarise(results: dict[str, Result]) -> list[dict[str, Any]]:
                 "p99_ms": median([r.p99_ms for r in result.runs]),
                 "hello_p50_ms": median([r.p50_ms for r in result.hello]),
                 "hello_p99_ms": median([r.p99_ms for r in result.hello]),
-                "p99_ratio": median(p99_ratios),
                 "cpu_ms": median([r.cpu_ms for r in result.runs]),
                 "hello_cpu_ms": median([r.cpu_ms for r in result.hello]),
                 "db_cpu_ms": median([r.db_cpu_ms for r in result.runs]),
