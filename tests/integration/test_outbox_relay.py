@@ -46,7 +46,8 @@ def test_a_batch_looks_up_its_devices_once_and_stops_when_not_full(  # type: ign
     actors = [make_actor(client, signing_key, "consumer") for _ in range(3)]
     for n, actor in enumerate(actors):
         token = str(n) * 64
-        assert actor.post("/v1/devices", json={"platform": "ios", "token": token}).status_code
+        registered = actor.post("/v1/devices", json={"platform": "ios", "token": token})
+        assert registered.status_code == 200, registered.get_data(as_text=True)
     users = [uuid.UUID(actor.id) for actor in actors]
     notify_each(sessions, users, times=2)
     with statements(engine) as seen:
