@@ -147,8 +147,7 @@ def _store_refusal(
     transaction under the key's lock, unless another request took the key meanwhile."""
     unit.rollback()
     session = unit.writer()
-    locks = _dialect(session) == "postgresql"
-    if locks and not core_rows(session, _TRY_LOCK, {"lock": lock_id(user_id, key)}).scalar():
+    if not _try_lock(session, user_id, key):
         return  # a retry runs now: its outcome becomes the key's
     if core_rows(session, _store(_dialect(session)), record).rowcount == 1:
         unit.commit()
@@ -160,8 +159,7 @@ def _look_up(
     """Take the key's lock (409 if another request holds it), then read its row: the stored
     response to replay, or what the outcome's INSERT must find there (None: no row; else
     the `locked_at` of an expired or abandoned row it takes over). 422 for another payload."""
-    locks = _dialect(session) == "postgresql"
-    if locks and not core_rows(session, _TRY_LOCK, {"lock": lock_id(user_id, key)}).scalar():
+    if not _try_lock(session, user_id, key):
         _busy()
     row = core_rows(session, _FIND, {"user": user_id, "the_key": key}).one_or_none()
     if row is None:
@@ -181,6 +179,14 @@ def _look_up(
     if row.locked_at <= now - STALE_AFTER:
         return row.locked_at  # left in_progress by a request that died: take it over
     _busy()
+
+
+def _try_lock(session: Session, user_id: uuid.UUID, key: str) -> bool:
+    """Take the key's advisory lock for this transaction, without waiting; SQLite has none
+    (module docstring): True there."""
+    if _dialect(session) != "postgresql":
+        return True
+    return bool(core_rows(session, _TRY_LOCK, {"lock": lock_id(user_id, key)}).scalar())
 
 
 def lock_id(user_id: uuid.UUID, key: str) -> int:
