@@ -248,16 +248,23 @@ class _TimedConnection(psycopg2.extensions.connection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cursor_factory = self.cursor_class
-        self.trellis_prepared: dict[str, bool] = {}  # statement -> prepared here yet?
-        self.trellis_prepared_count = 0
 
 
 class _PreparingConnection(_TimedConnection):
     cursor_class = _PreparingCursor
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trellis_prepared: dict[str, bool] = {}  # statement -> prepared here yet?
+        self.trellis_prepared_count = 0
+
 
 def _form(statement: str) -> _Prepared | None:
-    """The prepared form of a statement with pyformat placeholders, else None."""
+    """The prepared form of a statement with pyformat placeholders, else None. None too once
+    the process knows _KNOWN_STATEMENTS: a form it cannot keep would get a new name, and a
+    new PREPARE, on every run."""
+    if len(_forms) >= _KNOWN_STATEMENTS:
+        return None
     form = None
     numbers: dict[str, int] = {}
 
@@ -274,8 +281,7 @@ def _form(statement: str) -> _Prepared | None:
             if numbers:
                 name = f"trellis_{next(_names)}"
                 form = _Prepared(name, f"PREPARE {name} AS {body}", tuple(numbers))
-    if len(_forms) < _KNOWN_STATEMENTS:
-        _forms[statement] = form
+    _forms[statement] = form
     return form
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine, Integer, Uuid, bindparam, column, select, table, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from services.base import db
 from services.base.db import build_engine
 from tests.conftest import make_settings
 from tests.support.actors import make_actor
@@ -80,6 +82,22 @@ def test_switched_off_nothing_is_prepared(database_url: str) -> None:
     try:
         with engine.connect() as connection:
             assert [connection.execute(query, {"n": n}).scalar() for n in range(3)] == [1, 2, 3]
+            assert _prepared_here(connection) == []
+    finally:
+        engine.dispose()
+
+
+def test_once_the_process_knows_enough_statements_a_new_one_is_not_prepared(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement the process cannot keep a prepared form of stays plain text: it would get
+    a new name, and a new PREPARE, on every run (services/base/db.py _form)."""
+    monkeypatch.setattr(db, "_KNOWN_STATEMENTS", len(db._forms))
+    engine = build_engine(make_settings(database_url), autocommit=True)
+    query = text("SELECT CAST(:n AS integer) + 7")  # preparable: its parameter is typed
+    try:
+        with engine.connect() as connection:
+            assert [connection.execute(query, {"n": n}).scalar() for n in range(4)] == [7, 8, 9, 10]
             assert _prepared_here(connection) == []
     finally:
         engine.dispose()
