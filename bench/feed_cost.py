@@ -76,7 +76,8 @@ def seed(database_url: str) -> tuple[uuid.UUID, UserView]:
 def no_feed(session: Session) -> None:
     """feed.write_pending's stand-in: the entries are dropped (no rows, no NOTIFY); a push
     that waits for a seq gets 0."""
-    for entry in session.info.pop(feed._PENDING, []):
+    pending = session.info.pop(feed._PENDING, None)
+    for entry in pending.entries if pending is not None else ():
         if entry.push is not None:
             entry.push["seq"] = "0"
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,8 +71,8 @@ class ChangesPage:
 
 # --- writing ----------------------------------------------------------------------------
 
-_PENDING = "trellis.feed.pending"  # session.info: the entries not written yet
-_MARKS = "trellis.feed.savepoints"  # session.info: len(pending) when each savepoint began
+_PENDING = "trellis.feed.pending"  # session.info: the transaction's _Pending
+_MARKS = "trellis.feed.savepoints"  # session.info: _Pending.mark() when each savepoint began
 
 
 @dataclass(slots=True)
@@ -83,6 +83,24 @@ class _Entry:
     push: dict[str, str] | None = None  # a push's data that waits for this entry's seq
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A transaction's entries, the first `written` of them written. Written entries are
+    kept until the transaction ends: a savepoint rolled back undoes the rows of those it
+    wrote, and they are written again (mark/restore)."""
+
+    entries: list[_Entry] = field(default_factory=list)
+    written: int = 0
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.entries), self.written
+
+    def restore(self, mark: tuple[int, int]) -> None:
+        appended, written = mark
+        del self.entries[appended:]  # appended inside the savepoint: its changes are gone
+        self.written = min(self.written, written)
+
+
 def append(
     session: Session, user_ids: Iterable[uuid.UUID | None], type: str, data: dict[str, Any]
 ) -> None:
@@ -90,22 +108,28 @@ def append(
     ids (a purged party) are skipped. The entries of a transaction are written together,
     in one statement, when the session next flushes or commits (write_pending)."""
     users = sorted({user for user in user_ids if user is not None})
-    pending = session.info.setdefault(_PENDING, [])
-    pending.extend(_Entry(user, type, data) for user in users)
+    _pending(session).entries.extend(_Entry(user, type, data) for user in users)
+
+
+def _pending(session: Session) -> _Pending:
+    pending: _Pending = session.info.setdefault(_PENDING, _Pending())
+    return pending
 
 
 def write_pending(session: Session) -> None:
-    """Write the transaction's pending entries: their numbers, the rows and (on PostgreSQL)
-    the notifications, in one round trip; each waiting push gets its entry's seq."""
-    pending: list[_Entry] = session.info.pop(_PENDING, [])
-    if not pending:
+    """Write the transaction's entries not written yet: their numbers, the rows and (on
+    PostgreSQL) the notifications, in one round trip; each waiting push gets its seq."""
+    pending: _Pending | None = session.info.get(_PENDING)
+    if pending is None or pending.written == len(pending.entries):
         return
+    new = pending.entries[pending.written :]
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        seqs = _write_postgresql(session, pending, now)
+        seqs = _write_postgresql(session, new, now)
     else:
-        seqs = _write_portable(session, pending, now)
-    for entry, seq in zip(pending, seqs, strict=True):
+        seqs = _write_portable(session, new, now)
+    pending.written = len(pending.entries)
+    for entry, seq in zip(new, seqs, strict=True):
         if entry.push is not None:
             entry.push["seq"] = str(seq)
 
@@ -186,9 +210,10 @@ def _write_portable(session: Session, pending: list[_Entry], now: datetime) -> l
 
 
 # Every session writes its pending entries before it flushes (so a push's outbox row is
-# inserted with its seq) and before it commits; a rollback drops them, a rolled-back
-# savepoint drops those appended inside it. Registered once, for every Session: a feed entry
-# must never depend on which factory made the session.
+# inserted with its seq) and before it commits; the end of the transaction drops them; a
+# rolled-back savepoint drops those appended inside it and writes again those it had
+# written. Registered once, for every Session: a feed entry must never depend on which
+# factory made the session.
 @event.listens_for(Session, "before_flush")
 def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
     write_pending(session)
@@ -202,16 +227,19 @@ def _before_commit(session: Session) -> None:
 @event.listens_for(Session, "after_transaction_create")
 def _savepoint_begins(session: Session, transaction: SessionTransaction) -> None:
     if transaction.nested:
-        marks = session.info.setdefault(_MARKS, {})
-        marks[id(transaction)] = len(session.info.get(_PENDING, ()))
+        session.info.setdefault(_MARKS, {})[id(transaction)] = _pending(session).mark()
 
 
 @event.listens_for(Session, "after_soft_rollback")
 def _rolled_back(session: Session, previous: SessionTransaction) -> None:
     mark = session.info.get(_MARKS, {}).pop(id(previous), None)
     if previous.nested and mark is not None:
-        del session.info.get(_PENDING, [])[mark:]
-    elif not previous.nested:
+        session.info[_PENDING].restore(mark)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _transaction_ends(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the transaction itself, committed or rolled back
         session.info.pop(_PENDING, None)
         session.info.pop(_MARKS, None)
 
@@ -251,7 +279,7 @@ def notification_data(session: Session, note: Any) -> dict[str, str]:
     entry = _Entry(
         note.user_id, "notification", {"notification_id": str(note.id), "kind": note.kind}, push
     )
-    session.info.setdefault(_PENDING, []).append(entry)
+    _pending(session).entries.append(entry)
     return push
 
 

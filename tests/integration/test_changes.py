@@ -193,3 +193,45 @@ def test_notify_is_sent_on_commit_only(database_url: str, sessions: sessionmaker
         (str(user), 2, "big"),
     ]
     assert payloads[0]["d"] == {"kept": True} and "d" not in payloads[1]  # too big: read it
+
+
+def _feed_of(sessions: sessionmaker[Session], user: uuid.UUID) -> list[tuple[int, str]]:
+    with sessions() as session:
+        rows = session.execute(
+            select(Change.seq, Change.type).where(Change.user_id == user).order_by(Change.seq)
+        )
+        return [(row.seq, row.type) for row in rows]
+
+
+def test_a_rolled_back_savepoint_keeps_the_entries_from_before_it_and_drops_its_own(
+    sessions: sessionmaker[Session],
+) -> None:
+    """An entry appended before a savepoint but written by a flush inside it is written
+    again after the savepoint rolls back (its change stands); one appended inside is gone
+    (its change is)."""
+    user, other = _user(sessions), _user(sessions)
+    with transaction(sessions) as session:
+        feed.append(session, (user,), "outer", {})
+        savepoint = session.begin_nested()
+        now = utcnow()
+        session.add(User(id=uuid.uuid4(), cognito_sub=f"sub-{uuid.uuid4()}", created_at=now,
+                         updated_at=now))  # fmt: skip
+        session.flush()  # writes "outer", inside the savepoint
+        feed.append(session, (user, other), "inner", {})
+        savepoint.rollback()
+        feed.append(session, (user,), "after", {})
+    assert _feed_of(sessions, user) == [(1, "outer"), (2, "after")]
+    assert _feed_of(sessions, other) == []
+
+
+def test_entries_written_inside_a_released_savepoint_stand(
+    sessions: sessionmaker[Session],
+) -> None:
+    user = _user(sessions)
+    with transaction(sessions) as session:
+        feed.append(session, (user,), "outer", {})
+        with session.begin_nested():
+            feed.append(session, (user,), "inner", {})
+            session.flush()
+        feed.append(session, (user,), "after", {})
+    assert _feed_of(sessions, user) == [(1, "outer"), (2, "inner"), (3, "after")]
